@@ -1,0 +1,319 @@
+"""``claudehub-progress``: the course+progress service application.
+
+Run by JupyterHub as a managed service (it reads the usual ``JUPYTERHUB_*``
+environment) or standalone. All configuration is traitlets; a few settings fall back
+to ``CLAUDEHUB_*`` environment variables so a Helm chart can set them easily::
+
+    claudehub-progress --db-url=postgresql+psycopg://... --config=/etc/claudehub/progress_config.py
+
+Example config file::
+
+    c.ProgressService.courses = [
+        {"id": "intro", "repo": "https://github.com/org/intro.git", "ref": "main", "folder": ""},
+    ]
+    c.ProgressService.catalogues = [
+        {"id": "papers", "repo": "https://github.com/org/catalogue.git", "ref": "main"},
+    ]
+    c.ProgressService.tutor_completions_count = False
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubAuth, HubOAuth
+from jupyterhub.utils import make_ssl_context
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Dict, Float, Instance, Int, List, Unicode, default
+from traitlets.config import Application
+
+from .admin_page import admin_page_handlers
+from .catalogue import Catalogue, load_catalogue
+from .handlers import service_handlers
+from .service import ServiceState
+from .store import Store
+
+
+def _env_json_list(name: str) -> list[Any]:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return []
+    value = json.loads(raw)
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a JSON array")
+    return value
+
+
+class ProgressService(Application):
+    """The course + progress JupyterHub service."""
+
+    name = "claudehub-progress"
+    description = "claudehub course + progress service (a JupyterHub service)"
+
+    aliases = {
+        "config": "ProgressService.config_file",
+        "db-url": "ProgressService.db_url",
+        "ip": "ProgressService.ip",
+        "port": "ProgressService.port",
+        "prefix": "ProgressService.service_prefix",
+        "cache-dir": "ProgressService.cache_dir",
+        "courses-json": "ProgressService.courses_json",
+        "log-level": "Application.log_level",
+    }
+    flags = {
+        "no-tutor-count": (
+            {"ProgressService": {"tutor_completions_count": False}},
+            "Tutor-only completions do not count toward 'complete'.",
+        ),
+    }
+
+    config_file = Unicode("", help="Python config file to load.").tag(config=True)
+
+    db_url = Unicode(
+        help="SQLAlchemy URL of the progress database: sqlite:///path (default) or "
+        "postgresql+psycopg://user:pass@host/db. Env fallback: CLAUDEHUB_PROGRESS_DB_URL."
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return os.environ.get(
+            "CLAUDEHUB_PROGRESS_DB_URL", "sqlite:///" + os.path.abspath("claudehub-progress.sqlite")
+        )
+
+    courses = List(
+        Dict(),
+        help="Single courses: [{id, title, description, repo (https:// git URL, file:// URL "
+        "or local directory), ref, folder}]. Env fallback: CLAUDEHUB_COURSES (JSON).",
+    ).tag(config=True)
+
+    @default("courses")
+    def _default_courses(self) -> list[Any]:
+        return _env_json_list("CLAUDEHUB_COURSES")
+
+    catalogues = List(
+        Dict(),
+        help="Catalogue repositories: [{id, repo, ref, folder}]; every course folder in them "
+        "(knowledge/courses.json or a CLAUDE.md stages block) is loaded; course ids are "
+        "'<id>--<paper>--<course>'. Env fallback: CLAUDEHUB_CATALOGUES (JSON).",
+    ).tag(config=True)
+
+    @default("catalogues")
+    def _default_catalogues(self) -> list[Any]:
+        return _env_json_list("CLAUDEHUB_CATALOGUES")
+
+    courses_json = Unicode(
+        "",
+        help="Path of a JSON file {courses: [...], catalogues: [...]} added to the above.",
+    ).tag(config=True)
+
+    cache_dir = Unicode(help="Where course repositories are cloned.").tag(config=True)
+
+    @default("cache_dir")
+    def _default_cache_dir(self) -> str:
+        return os.environ.get("CLAUDEHUB_COURSE_CACHE", os.path.abspath("claudehub-course-cache"))
+
+    cache_max_age = Float(
+        3600.0, help="Seconds a cloned course is used before it is fetched again."
+    ).tag(config=True)
+
+    refresh_interval = Float(
+        0.0, help="Re-fetch the whole catalogue every this many seconds (0: only at start)."
+    ).tag(config=True)
+
+    tutor_completions_count = Bool(
+        True,
+        help="Whether stages completed by the tutor marker alone ([STAGE_COMPLETE:N]) count "
+        "toward 'complete'. Stages without a quiz the service can judge always count.",
+    ).tag(config=True)
+
+    max_bundle_bytes = Int(
+        200 * 1024 * 1024, help="Largest course bundle served to a sandbox."
+    ).tag(config=True)
+
+    ip = Unicode(help="Address to listen on (default: from JUPYTERHUB_SERVICE_URL).").tag(
+        config=True
+    )
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).hostname or "127.0.0.1") if url else "127.0.0.1"
+
+    port = Int(help="Port to listen on (default: from JUPYTERHUB_SERVICE_URL, else 10102).").tag(
+        config=True
+    )
+
+    @default("port")
+    def _default_port(self) -> int:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).port or 10102) if url else 10102
+
+    service_prefix = Unicode(help="URL prefix (default: JUPYTERHUB_SERVICE_PREFIX).").tag(
+        config=True
+    )
+
+    @default("service_prefix")
+    def _default_prefix(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/progress/")
+
+    hub_auth = Instance(HubAuth)
+
+    @default("hub_auth")
+    def _default_hub_auth(self) -> HubAuth:
+        # the JSON API: Authorization header tokens only (no cookies, so no CSRF)
+        return HubAuth(parent=self)
+
+    hub_oauth = Instance(HubOAuth)
+
+    @default("hub_oauth")
+    def _default_hub_oauth(self) -> HubOAuth:
+        # the admin page in a browser: hub OAuth login, cookie (GET-only pages)
+        return HubOAuth(parent=self)
+
+    state = Instance(ServiceState, allow_none=True)
+    http_server = Instance(HTTPServer, allow_none=True)
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+            # command line wins over the file
+            if self.cli_config:
+                self.update_config(self.cli_config)
+        # our modules and tornado log through the application's handler and level
+        for name in ("claudehub", "tornado.application", "tornado.general"):
+            logger = logging.getLogger(name)
+            logger.parent = self.log
+            logger.setLevel(self.log.level)
+
+    def _sources(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        courses = list(self.courses)
+        catalogues = list(self.catalogues)
+        if self.courses_json:
+            data = json.loads(Path(self.courses_json).read_text())
+            courses += data.get("courses", [])
+            catalogues += data.get("catalogues", [])
+        return courses, catalogues
+
+    async def load_courses(self, force: bool = False) -> Catalogue:
+        courses, catalogues = self._sources()
+        cat = await load_catalogue(
+            courses,
+            catalogues,
+            Path(self.cache_dir),
+            max_age=0 if force else self.cache_max_age,
+            force=force,
+        )
+        for err in cat.errors:
+            self.log.error(
+                "Course error: %s (%s): %s: %s", err.course_id, err.source, err.file, err.reason
+            )
+        if self.state is not None:
+            self.state.catalogue = cat
+        return cat
+
+    def make_app(self) -> web.Application:
+        assert self.state is not None
+        return web.Application(
+            [*service_handlers(self.service_prefix), *admin_page_handlers(self.service_prefix)],
+            claudehub_state=self.state,
+            claudehub_prefix=self.service_prefix,
+            hub_oauth=self.hub_oauth,
+            cookie_secret=secrets.token_bytes(32),
+            claudehub_reload=self.load_courses,
+            claudehub_max_bundle=self.max_bundle_bytes,
+            hub_auth=self.hub_auth,
+            log_function=self._log_request,
+        )
+
+    def _log_request(self, handler: web.RequestHandler) -> None:
+        status = handler.get_status()
+        # never log query strings: they could carry a token
+        path = handler.request.path
+        ms = 1000.0 * handler.request.request_time()
+        level = self.log.info if status < 400 else self.log.warning
+        level("%d %s %s %.1fms", status, handler.request.method, path, ms)
+
+    async def start_async(self) -> None:
+        """Load courses, open the store (migrating it) and serve."""
+        catalogue = await self.load_courses()
+        store = await Store.open(self.db_url)
+        self.state = ServiceState(
+            store=store,
+            catalogue=catalogue,
+            tutor_completions_count=self.tutor_completions_count,
+        )
+        app = self.make_app()
+        ssl_context = None
+        key, cert = (
+            os.environ.get("JUPYTERHUB_SSL_KEYFILE"),
+            os.environ.get("JUPYTERHUB_SSL_CERTFILE"),
+        )
+        if key and cert:
+            ssl_context = make_ssl_context(key, cert, os.environ.get("JUPYTERHUB_SSL_CLIENT_CA"))
+        self.http_server = HTTPServer(app, ssl_options=ssl_context, xheaders=True)
+        self.http_server.listen(self.port, self.ip)
+        self.log.info(
+            "claudehub-progress listening on %s:%d%s (%d courses, %d course errors)",
+            self.ip,
+            self.port,
+            self.service_prefix,
+            len(catalogue.courses),
+            len(catalogue.errors),
+        )
+
+    async def refresh_loop(self) -> None:
+        while self.refresh_interval > 0:
+            await asyncio.sleep(self.refresh_interval)
+            try:
+                await self.load_courses(force=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("Refreshing the course catalogue failed")
+
+    async def stop_async(self) -> None:
+        if self.http_server is not None:
+            self.http_server.stop()
+            self.http_server = None
+        if self.state is not None:
+            state, self.state = self.state, None
+            await state.store.close()
+
+    async def _run(self) -> None:
+        await self.start_async()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        refresher = asyncio.create_task(self.refresh_loop())
+        await stop.wait()
+        refresher.cancel()
+        await self.stop_async()
+
+    def start(self) -> None:
+        asyncio.run(self._run())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script entry point."""
+    app = ProgressService.instance()
+    app.initialize(argv)
+    app.start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Tornado handlers of the course+progress service (a JupyterHub service).
+
+Identity is the hub user the hub resolves the request's token to (HubAuth: the
+``Authorization: token ...`` header). No handler ever takes a user name from the
+request; admin endpoints require the hub's ``admin`` flag on that user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from jupyterhub.services.auth import HubAuthenticated, UserNotAllowed
+from tornado import web
+
+from . import service
+from .bundle import BundleTooLarge, build_bundle
+from .service import ServiceError, ServiceState
+
+log = logging.getLogger(__name__)
+
+COURSE_ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,199})"
+QUIZ_ID = r"([^/]{1,255})"
+MAX_WAIT = 60.0
+
+
+class BaseHandler(HubAuthenticated, web.RequestHandler):
+    """JSON in and out; every request must carry a hub token."""
+
+    @property
+    def hub_auth(self) -> Any:
+        return self.settings["hub_auth"]
+
+    @property
+    def state(self) -> ServiceState:
+        return self.settings["claudehub_state"]
+
+    @property
+    def user_name(self) -> str:
+        model = self.current_user
+        assert model is not None
+        return str(model["name"])
+
+    @property
+    def is_admin(self) -> bool:
+        model = self.current_user
+        return bool(model and model.get("kind", "user") == "user" and model.get("admin"))
+
+    def check_xsrf_cookie(self) -> None:
+        # token-authenticated API: no cookies are used, so there is nothing to forge
+        return
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    async def prepare(self) -> None:
+        # Ask the hub asynchronously (HubAuth's sync mode would block the event loop),
+        # then hand the result to HubAuthenticated's own checks (access scopes).
+        model = await self.hub_auth.get_user(self, sync=False)
+        user = None
+        if model:
+            try:
+                user = self.check_hub_user(model)
+            except UserNotAllowed:
+                user = None
+        self._hub_auth_user_cache = user
+        if user is None:
+            header = self.request.headers.get("Authorization", "")
+            raise web.HTTPError(403 if header else 401, "a valid hub API token is required")
+        if user.get("kind", "user") != "user":
+            raise web.HTTPError(403, "only hub users have progress")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        message = self._reason
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], web.HTTPError) and exc_info[1].log_message:
+            message = exc_info[1].log_message
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    def send(self, data: Any) -> None:
+        self.finish(json.dumps(data, ensure_ascii=False))
+
+    def body_json(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPError(400, "request body must be JSON") from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "request body must be a JSON object")
+        return data
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(self.state, *args, **kwargs)
+        except ServiceError as e:
+            raise web.HTTPError(e.status, e.message) from None
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise web.HTTPError(403, "admins only")
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": "ok"}))
+
+
+class CoursesHandler(BaseHandler):
+    async def get(self) -> None:
+        self.send({"courses": await self.call(service.list_courses)})
+
+
+class CourseHandler(BaseHandler):
+    async def get(self, course_id: str) -> None:
+        self.send(await self.call(service.course_detail, course_id))
+
+
+class BundleHandler(BaseHandler):
+    """tar.gz of the course folder, answers removed, with the caller's .learner/ snapshot."""
+
+    async def get(self, course_id: str) -> None:
+        course = self.state.catalogue.get(course_id)
+        if course is None:
+            raise web.HTTPError(404, f"no course {course_id!r}")
+        files = await self.call(service.learner_files, self.user_name, course_id)
+        try:
+            data = await asyncio.to_thread(
+                build_bundle, course, files, max_bytes=self.settings["claudehub_max_bundle"]
+            )
+        except BundleTooLarge as e:
+            raise web.HTTPError(413, str(e)) from None
+        self.set_header("Content-Type", "application/gzip")
+        self.set_header("Content-Disposition", f'attachment; filename="{course_id}.tar.gz"')
+        self.finish(data)
+
+
+class AnswerHandler(BaseHandler):
+    async def post(self, course_id: str, quiz_id: str) -> None:
+        answer = self.body_json().get("answer")
+        if not isinstance(answer, str):
+            raise web.HTTPError(400, '"answer" must be a string')
+        result = await self.call(service.submit_answer, self.user_name, course_id, quiz_id, answer)
+        log.info(
+            "Quiz answer: user=%s course=%s quiz=%s status=%s",
+            self.user_name,
+            course_id,
+            quiz_id,
+            result["status"],
+        )
+        self.send(result)
+
+
+class CompletionHandler(BaseHandler):
+    """Tutor markers only: quiz completions are earned by answering, never posted."""
+
+    async def post(self, course_id: str) -> None:
+        body = self.body_json()
+        method = body.get("method", "tutor")
+        if method != "tutor":
+            raise web.HTTPError(
+                403, "quiz completions are earned by answering the quiz, not by posting them"
+            )
+        marker = body.get("marker")
+        stage = body.get("stage")
+        if marker == "course" or marker == "[DUNGEON_COMPLETE]":
+            stage = None
+        elif not isinstance(stage, int) or isinstance(stage, bool):
+            raise web.HTTPError(400, '"stage" must be an integer (or "marker": "course")')
+        result = await self.call(service.record_tutor, self.user_name, course_id, stage=stage)
+        log.info("Tutor completion: user=%s course=%s stage=%s", self.user_name, course_id, stage)
+        self.send(result)
+
+
+class ProgressHandler(BaseHandler):
+    """Own progress. ``?wait=S&since=V`` waits up to S seconds for a change after V."""
+
+    async def get(self, course_id: str | None = None) -> None:
+        wait = self.get_argument("wait", "")
+        if wait:
+            try:
+                timeout = min(max(float(wait), 0.0), MAX_WAIT)
+                since = int(self.get_argument("since", "-1"))
+            except ValueError:
+                raise web.HTTPError(400, "wait and since must be numbers") from None
+            await self.state.events.wait(self.user_name, since, timeout)
+        if course_id is None:
+            self.send(
+                {
+                    "user": self.user_name,
+                    "progress": await self.call(service.user_progress_all, self.user_name),
+                }
+            )
+        else:
+            data = await self.call(service.user_progress, self.user_name, course_id)
+            data["user"] = self.user_name
+            self.send(data)
+
+
+class AdminProgressHandler(BaseHandler):
+    async def get(self) -> None:
+        self.require_admin()
+        self.send({"completions": await self.call(service.all_progress)})
+
+
+class AdminCSVHandler(BaseHandler):
+    async def get(self) -> None:
+        self.require_admin()
+        text = await self.call(service.export_csv)
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", 'attachment; filename="claudehub-progress.csv"')
+        self.finish(text)
+
+
+class AdminErrorsHandler(BaseHandler):
+    async def get(self) -> None:
+        self.require_admin()
+        self.send({"errors": service.course_errors(self.state)})
+
+
+class AdminReloadHandler(BaseHandler):
+    async def post(self) -> None:
+        self.require_admin()
+        reload = self.settings["claudehub_reload"]
+        await reload(force=True)
+        self.send(
+            {
+                "courses": len(self.state.catalogue.courses),
+                "errors": service.course_errors(self.state),
+            }
+        )
+
+
+def service_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    """URL patterns under ``prefix`` (the service prefix, e.g. /services/progress/)."""
+    api = prefix.rstrip("/") + "/api"
+    return [
+        (rf"{api}/health", HealthHandler),
+        (rf"{api}/courses", CoursesHandler),
+        (rf"{api}/courses/{COURSE_ID}", CourseHandler),
+        (rf"{api}/courses/{COURSE_ID}/bundle", BundleHandler),
+        (rf"{api}/courses/{COURSE_ID}/quizzes/{QUIZ_ID}/answer", AnswerHandler),
+        (rf"{api}/courses/{COURSE_ID}/completions", CompletionHandler),
+        (rf"{api}/progress", ProgressHandler),
+        (rf"{api}/progress/{COURSE_ID}", ProgressHandler),
+        (rf"{api}/admin/progress", AdminProgressHandler),
+        (rf"{api}/admin/progress\.csv", AdminCSVHandler),
+        (rf"{api}/admin/errors", AdminErrorsHandler),
+        (rf"{api}/admin/reload", AdminReloadHandler),
+    ]

@@ -1,0 +1,74 @@
+"""Judging quiz answers. The service is the only judge; answers never leave it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .model import Quiz
+
+_NUMBER = re.compile(r"^\s*\(?(\d{1,3})\s*[).]?\s*$")
+_NUMBERED_TEXT = re.compile(r"^\s*\(?(\d{1,3})[).]\s+(\S.*?)\s*$", re.S)
+
+#: "correct": completion earned; "wrong": try again; "tutor": the tutor judges it
+VerdictStatus = Literal["correct", "wrong", "tutor"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of one answer. ``explanation`` is only set on a correct answer."""
+
+    status: VerdictStatus
+    message: str
+    explanation: str | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.status == "correct"
+
+
+def normalise(text: str) -> str:
+    """Trim, collapse runs of whitespace and casefold."""
+    return " ".join(text.split()).casefold()
+
+
+def judge(quiz: Quiz, answer: str) -> Verdict:
+    """Judge ``answer`` to ``quiz``.
+
+    Multiple-choice: the option's number ("2", "2)", "2.") or its exact text (case and
+    surrounding/multiple spaces aside), or both ("2) text"), are right; anything else
+    is wrong. Free-response and code-challenge quizzes match a reference answer, if the
+    course has one, the same way; otherwise they go to the tutor.
+    """
+    if quiz.type == "multiple-choice":
+        right = _chosen_option(quiz, answer)
+        if right is not None and quiz.answer is not None and right == quiz.answer:
+            return Verdict("correct", "Correct!", quiz.explanation)
+        return Verdict("wrong", "Not quite. Read the concepts again and try another answer.")
+    if quiz.answer is not None and normalise(answer) == normalise(quiz.answer):
+        return Verdict("correct", "Correct!", quiz.explanation)
+    return Verdict(
+        "tutor",
+        "This answer is judged by your tutor: share it with Claude in the terminal.",
+    )
+
+
+def _chosen_option(quiz: Quiz, answer: str) -> str | None:
+    """The option ``answer`` designates, or None if it designates none unambiguously."""
+    m = _NUMBER.match(answer)
+    if m:
+        index = int(m.group(1))
+        return quiz.options[index - 1] if 1 <= index <= len(quiz.options) else None
+    wanted = normalise(answer)
+    for opt in quiz.options:
+        if normalise(opt) == wanted:
+            return opt
+    m = _NUMBERED_TEXT.match(answer)
+    if m:
+        index = int(m.group(1))
+        if 1 <= index <= len(quiz.options):
+            opt = quiz.options[index - 1]
+            if normalise(opt) == normalise(m.group(2)):
+                return opt
+    return None

@@ -1,0 +1,287 @@
+"""The extension's course REST API under ``{base_url}claude/api/`` (see docs/api.md).
+
+The browser talks only to its own server; these handlers call the course+progress
+service server-side with the server's ``JUPYTERHUB_API_TOKEN``, which the service
+resolves (through the hub) to the server's owner. So a page can only ever read and
+write its owner's progress, and the service alone judges answers.
+
+Configuration comes from the spawner's environment (the contract in the team brief):
+``CLAUDEHUB_PROGRESS_URL``, ``CLAUDEHUB_COURSE_ID``, ``CLAUDEHUB_COURSE_DIR`` and
+``JUPYTERHUB_API_TOKEN``.
+
+Wiring (for the extension app): ``default_handlers`` is picked up by
+``ClaudeHubApp.initialize_handlers`` (patterns are relative: the ExtensionApp prefixes
+base_url); the terminal's marker filter is :func:`claudehub.server_ext.markers.make_filter`,
+which reports tutor markers to :func:`record_marker` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from claudehub.progress.client import ProgressAPIError, ProgressClient, write_progress_snapshot
+
+log = logging.getLogger(__name__)
+
+AUTH_RESOURCE = "claude"
+COURSE_ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,199})"
+#: seconds one long-poll of the service waits for a change (SSE heartbeat period)
+POLL_WAIT = 25.0
+
+
+@dataclass
+class CourseBackend:
+    """This server's link to the progress service."""
+
+    progress_url: str
+    token: str
+    course_id: str = ""
+    course_dir: str = ""
+    recorded: set[tuple[str, str, int | None]] = field(default_factory=set)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @classmethod
+    def from_env(cls) -> CourseBackend:
+        return cls(
+            progress_url=os.environ.get("CLAUDEHUB_PROGRESS_URL", ""),
+            token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+            course_id=os.environ.get("CLAUDEHUB_COURSE_ID", ""),
+            course_dir=os.environ.get("CLAUDEHUB_COURSE_DIR", ""),
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.progress_url and self.token)
+
+    @property
+    def client(self) -> ProgressClient:
+        return ProgressClient(self.progress_url, self.token)
+
+    async def after_change(self, course_id: str, progress: dict[str, Any]) -> None:
+        """Keep the sandbox's read-only ``.learner/progress.json`` current."""
+        snapshot = progress.get("learner_snapshot")
+        if course_id == self.course_id and self.course_dir and isinstance(snapshot, dict):
+            await asyncio.to_thread(write_progress_snapshot, self.course_dir, snapshot)
+
+    async def record_marker(self, kind: str, stage: int | None) -> None:
+        """Report a tutor marker seen in the terminal (once per marker per server)."""
+        if not self.configured or not self.course_id:
+            return
+        key = (self.course_id, kind, stage)
+        if key in self.recorded:
+            return  # the terminal UI redraws: the same marker shows up many times
+        self.recorded.add(key)
+        try:
+            result = await self.client.tutor_completion(
+                self.course_id, stage if kind == "stage" else None
+            )
+        except ProgressAPIError as e:
+            self.recorded.discard(key)
+            log.warning("Recording tutor marker %s %s failed: %s", kind, stage, e.message)
+            return
+        except OSError as e:
+            self.recorded.discard(key)
+            log.warning("Recording tutor marker %s %s failed: %s", kind, stage, e)
+            return
+        await self.after_change(self.course_id, result.get("progress", {}))
+
+    def schedule_marker(self, kind: str, stage: int | None) -> None:
+        """Fire-and-forget :meth:`record_marker` from synchronous terminal code."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self.record_marker(kind, stage))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+_backend: CourseBackend | None = None
+
+
+def get_backend() -> CourseBackend:
+    """The process-wide backend (built from the environment on first use)."""
+    global _backend
+    if _backend is None:
+        _backend = CourseBackend.from_env()
+    return _backend
+
+
+def set_backend(backend: CourseBackend | None) -> None:
+    """Replace the process-wide backend (None: rebuild from the environment)."""
+    global _backend
+    _backend = backend
+
+
+def record_marker(event: dict[str, Any]) -> None:
+    """Called by the terminal's marker filter for each marker: records a tutor completion.
+
+    ``event`` is ``{"kind": "stage", "stage": N}`` or ``{"kind": "course"}``.
+    """
+    kind = event.get("kind")
+    stage = event.get("stage")
+    if kind == "stage" and isinstance(stage, int):
+        get_backend().schedule_marker("stage", stage)
+    elif kind == "course":
+        get_backend().schedule_marker("course", None)
+
+
+class _CourseAPIHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def backend(self) -> CourseBackend:
+        backend: CourseBackend | None = self.settings.get("claudehub_course_backend")
+        return backend or get_backend()
+
+    def _client(self) -> ProgressClient:
+        if not self.backend.configured:
+            raise web.HTTPError(503, "the course service is not configured for this server")
+        return self.backend.client
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except ProgressAPIError as e:
+            status = e.status if 400 <= e.status < 600 and e.status != 599 else 502
+            raise web.HTTPError(status, e.message) from None
+        except OSError as e:
+            raise web.HTTPError(502, f"course service unreachable: {e}") from None
+
+    def send(self, data: Any) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(data, ensure_ascii=False))
+
+
+class CoursesHandler(_CourseAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.send({"courses": await self._call(self._client().courses())})
+
+
+class CurrentCourseHandler(_CourseAPIHandler):
+    """The course this session was started with, its stages and the owner's progress."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        course_id = self.backend.course_id
+        if not course_id:
+            self.send({"course_id": None, "course": None, "progress": None})
+            return
+        client = self._client()
+        course, progress = await asyncio.gather(
+            self._call(client.course(course_id)), self._call(client.progress(course_id))
+        )
+        self.send({"course_id": course_id, "course": course, "progress": progress})
+
+
+class CourseHandler(_CourseAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, course_id: str) -> None:
+        self.send(await self._call(self._client().course(course_id)))
+
+
+class ProgressHandler(_CourseAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, course_id: str) -> None:
+        self.send(await self._call(self._client().progress(course_id)))
+
+
+class AnswerHandler(_CourseAPIHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, course_id: str, quiz_id: str) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPError(400, "request body must be JSON") from None
+        answer = body.get("answer") if isinstance(body, dict) else None
+        if not isinstance(answer, str):
+            raise web.HTTPError(400, '"answer" must be a string')
+        result = await self._call(self._client().answer(course_id, quiz_id, answer))
+        await self.backend.after_change(course_id, result.get("progress", {}))
+        self.send(result)
+
+
+class EventsHandler(_CourseAPIHandler):
+    """Server-sent events: ``event: progress`` with the progress JSON whenever it changes.
+
+    Backed by the service's long-poll, so changes made anywhere (a quiz answer in
+    another tab, a tutor marker in the terminal) arrive within a moment.
+    """
+
+    _closed = False
+
+    def on_connection_close(self) -> None:
+        self._closed = True
+
+    @web.authenticated
+    @authorized
+    async def get(self, course_id: str) -> None:
+        client = self._client()
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")
+        version = -1
+        last = None
+        try:
+            while not self._closed:
+                try:
+                    progress = await client.progress(course_id, wait=POLL_WAIT, since=version)
+                except ProgressAPIError as e:
+                    if e.status in (401, 403, 404):
+                        self.write(f"event: error\ndata: {json.dumps(e.message)}\n\n")
+                        await self.flush()
+                        return
+                    await asyncio.sleep(3)
+                    progress = None
+                except OSError:
+                    await asyncio.sleep(3)
+                    progress = None
+                if progress is not None:
+                    version = int(progress.get("version", -1))
+                    progress.pop("version", None)
+                    payload = json.dumps(progress, ensure_ascii=False, sort_keys=True)
+                    if payload != last:
+                        last = payload
+                        self.write(f"event: progress\ndata: {payload}\n\n")
+                        await self.after_progress(course_id, progress)
+                self.write(": keep-alive\n\n")
+                await self.flush()
+        except StreamClosedError:
+            return
+
+    async def after_progress(self, course_id: str, progress: dict[str, Any]) -> None:
+        await self.backend.after_change(course_id, progress)
+
+
+#: relative patterns: ExtensionApp.initialize_handlers prefixes them with base_url
+default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
+    (r"/claude/api/courses", CoursesHandler),
+    (r"/claude/api/course", CurrentCourseHandler),
+    (rf"/claude/api/courses/{COURSE_ID}", CourseHandler),
+    (rf"/claude/api/courses/{COURSE_ID}/progress", ProgressHandler),
+    (rf"/claude/api/courses/{COURSE_ID}/quizzes/([^/]{{1,255}})/answer", AnswerHandler),
+    (rf"/claude/api/courses/{COURSE_ID}/events", EventsHandler),
+]
+
+
+def handlers(base_url: str = "/") -> list[tuple[str, type[web.RequestHandler]]]:
+    """The same handlers with absolute patterns, for ``web_app.add_handlers``."""
+    prefix = base_url.rstrip("/")
+    return [(prefix + pattern, handler) for pattern, handler in default_handlers]

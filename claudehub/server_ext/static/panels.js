@@ -1,0 +1,432 @@
+/* claudehub stage and progress panels.
+ *
+ * Fills <aside id="stage-panel"> (stages in order, the current one open with its
+ * concepts and quiz) and <aside id="progress-panel"> (stages done, when and how,
+ * course complete, resume point). Talks only to this server's claudehub API
+ * ({base}claude/api/...), which calls the course+progress service server-side.
+ *
+ * Course text arrives as HTML the service rendered from Markdown and sanitised
+ * (markdown-it-py with raw HTML off + nh3). It is cleaned again here with an
+ * allow-list before it touches the DOM, and everything else (titles, options,
+ * messages) is set with textContent only, so a course cannot run script here.
+ */
+(function () {
+  "use strict";
+
+  var stagePanel = document.getElementById("stage-panel");
+  var progressPanel = document.getElementById("progress-panel");
+  if (!stagePanel || !progressPanel) return;
+
+  function readConfig() {
+    if (window.claudehub && window.claudehub.config) return window.claudehub.config;
+    var el = document.getElementById("claudehub-config");
+    try {
+      return el ? JSON.parse(el.textContent || "{}") : {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  var config = readConfig();
+  var apiUrl = config.apiUrl || location.pathname.replace(/claude\/?$/, "") + "claude/api/";
+
+  var state = {
+    courseId: null,
+    course: null,
+    progress: null,
+    open: {}, // stage number -> bool (user toggled)
+    feedback: {}, // quiz id -> {status, message, explanation}
+    drafts: {}, // quiz id -> typed/selected answer
+    busy: {},
+  };
+
+  /* ---------------------------------------------------------------- safety */
+
+  var ALLOWED_TAGS = {
+    A: 1, ABBR: 1, B: 1, BLOCKQUOTE: 1, BR: 1, CODE: 1, DEL: 1, EM: 1, H1: 1, H2: 1,
+    H3: 1, H4: 1, H5: 1, H6: 1, HR: 1, I: 1, KBD: 1, LI: 1, OL: 1, P: 1, PRE: 1, S: 1,
+    STRONG: 1, SUB: 1, SUP: 1, TABLE: 1, TBODY: 1, TD: 1, TH: 1, THEAD: 1, TR: 1, UL: 1,
+  };
+  var DROP_WITH_CONTENT = { SCRIPT: 1, STYLE: 1, IFRAME: 1, OBJECT: 1, EMBED: 1, TEMPLATE: 1, SVG: 1, MATH: 1 };
+
+  function cleanNode(node) {
+    var children = Array.prototype.slice.call(node.childNodes);
+    children.forEach(function (child) {
+      if (child.nodeType === 3) return; // text
+      if (child.nodeType !== 1) {
+        child.remove();
+        return;
+      }
+      var tag = child.tagName.toUpperCase();
+      if (DROP_WITH_CONTENT[tag]) {
+        child.remove();
+        return;
+      }
+      cleanNode(child);
+      if (!ALLOWED_TAGS[tag]) {
+        // keep the text, lose the element
+        while (child.firstChild) child.parentNode.insertBefore(child.firstChild, child);
+        child.remove();
+        return;
+      }
+      Array.prototype.slice.call(child.attributes).forEach(function (attr) {
+        var name = attr.name.toLowerCase();
+        var keep = (tag === "A" && (name === "href" || name === "title")) ||
+          ((tag === "TD" || tag === "TH") && name === "align");
+        if (!keep) child.removeAttribute(attr.name);
+      });
+      if (tag === "A") {
+        var href = child.getAttribute("href") || "";
+        if (!/^(https?:|mailto:)/i.test(href.trim())) child.removeAttribute("href");
+        child.setAttribute("rel", "noopener noreferrer nofollow");
+        child.setAttribute("target", "_blank");
+      }
+    });
+  }
+
+  /* Parse into an inert document (no script runs, no resource loads), clean, import. */
+  function safeFragment(html) {
+    var doc = document.implementation.createHTMLDocument("");
+    var holder = doc.createElement("div");
+    holder.innerHTML = String(html || "");
+    cleanNode(holder);
+    var frag = document.createDocumentFragment();
+    Array.prototype.slice.call(holder.childNodes).forEach(function (n) {
+      frag.appendChild(document.importNode(n, true));
+    });
+    return frag;
+  }
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        if (k === "class") node.className = attrs[k];
+        else node.setAttribute(k, attrs[k]);
+      });
+    }
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function rich(tag, cls, html) {
+    var node = el(tag, { class: cls });
+    node.appendChild(safeFragment(html));
+    return node;
+  }
+
+  /* ------------------------------------------------------------------ api */
+
+  function api(method, path, body) {
+    var opts = {
+      method: method,
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    };
+    if (config.xsrfToken) opts.headers["X-XSRFToken"] = config.xsrfToken;
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    return fetch(apiUrl + path, opts).then(function (resp) {
+      return resp.text().then(function (text) {
+        var data = null;
+        try {
+          data = text ? JSON.parse(text) : null;
+        } catch (e) {
+          data = null;
+        }
+        if (!resp.ok) {
+          var msg = (data && (data.message || data.reason)) || resp.statusText || "request failed";
+          var err = new Error(msg);
+          err.status = resp.status;
+          throw err;
+        }
+        return data;
+      });
+    });
+  }
+
+  /* ------------------------------------------------------------- helpers */
+
+  function stageState(number) {
+    if (!state.progress) return null;
+    for (var i = 0; i < state.progress.stages.length; i++) {
+      if (state.progress.stages[i].number === number) return state.progress.stages[i];
+    }
+    return null;
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "";
+    var d = new Date(iso);
+    return isNaN(d.getTime()) ? "" : d.toLocaleString();
+  }
+
+  function currentStage() {
+    if (!state.progress) return state.course && state.course.stages.length ? state.course.stages[0].number : null;
+    return state.progress.resume_stage;
+  }
+
+  /* --------------------------------------------------------- stage panel */
+
+  function renderQuiz(quiz, stage, sstate) {
+    var box = el("div", { class: "ch-quiz", id: "quiz-" + quiz.id, "data-quiz-id": quiz.id });
+    box.appendChild(el("h4", { class: "ch-quiz-title" }, "Quiz"));
+    box.appendChild(rich("div", "ch-quiz-question", quiz.question_html));
+    var qstate = sstate && sstate.quizzes ? sstate.quizzes[quiz.id] : null;
+    var passed = qstate && qstate.passed;
+    var locked = sstate && !sstate.unlocked;
+    var form = el("form", { class: "ch-quiz-form" });
+    var name = "ch-q-" + quiz.id;
+    if (quiz.options && quiz.options.length) {
+      var list = el("ol", { class: "ch-options" });
+      quiz.options.forEach(function (opt, i) {
+        var li = el("li");
+        var label = el("label");
+        var input = el("input", { type: "radio", name: name, value: String(i + 1) });
+        if (state.drafts[quiz.id] === String(i + 1)) input.checked = true;
+        input.addEventListener("change", function () {
+          state.drafts[quiz.id] = input.value;
+        });
+        label.appendChild(input);
+        label.appendChild(el("span", { class: "ch-option-text" }, opt));
+        li.appendChild(label);
+        list.appendChild(li);
+      });
+      form.appendChild(list);
+    } else {
+      var area = el("textarea", { class: "ch-answer", rows: "3", name: name, "aria-label": "Your answer" });
+      area.value = state.drafts[quiz.id] || "";
+      area.addEventListener("input", function () {
+        state.drafts[quiz.id] = area.value;
+      });
+      form.appendChild(area);
+      if (quiz.judged_by === "tutor") {
+        form.appendChild(el("p", { class: "ch-hint" }, "Your tutor judges this one: discuss your answer with Claude in the terminal."));
+      }
+    }
+    var submit = el("button", { type: "submit", class: "ch-submit" }, passed ? "Answered correctly" : "Check answer");
+    if (locked) {
+      submit.disabled = true;
+      submit.textContent = "Locked";
+    }
+    if (state.busy[quiz.id]) submit.disabled = true;
+    form.appendChild(submit);
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var answer = state.drafts[quiz.id];
+      if (!answer || !String(answer).trim()) {
+        state.feedback[quiz.id] = { status: "wrong", message: "Choose or type an answer first." };
+        renderStages();
+        return;
+      }
+      submitAnswer(quiz, String(answer));
+    });
+    box.appendChild(form);
+    var fb = state.feedback[quiz.id];
+    if (fb) {
+      var f = el("div", { class: "ch-feedback ch-" + fb.status, role: "status" });
+      f.appendChild(el("strong", null, fb.message));
+      if (fb.explanation) f.appendChild(el("p", { class: "ch-explanation" }, fb.explanation));
+      box.appendChild(f);
+    } else if (passed) {
+      box.appendChild(el("div", { class: "ch-feedback ch-correct", role: "status" }, "You answered this correctly."));
+    }
+    return box;
+  }
+
+  function renderStage(stage) {
+    var sstate = stageState(stage.number);
+    var complete = sstate && sstate.complete;
+    var unlocked = !sstate || sstate.unlocked;
+    var current = currentStage() === stage.number;
+    var details = el("details", {
+      class: "ch-stage" + (complete ? " ch-done" : "") + (unlocked ? "" : " ch-locked") + (current ? " ch-current" : ""),
+      id: "stage-" + stage.number,
+      "data-stage": String(stage.number),
+    });
+    var open = state.open.hasOwnProperty(stage.number) ? state.open[stage.number] : current;
+    if (open) details.open = true;
+    details.addEventListener("toggle", function () {
+      state.open[stage.number] = details.open;
+    });
+    var summary = el("summary");
+    summary.appendChild(el("span", { class: "ch-stage-num" }, String(stage.number)));
+    summary.appendChild(el("span", { class: "ch-stage-title" }, stage.title));
+    var badge = complete ? "done" : unlocked ? (current ? "current" : "") : "locked";
+    if (badge) summary.appendChild(el("span", { class: "ch-badge ch-badge-" + badge }, badge));
+    details.appendChild(summary);
+    if (stage.description) details.appendChild(el("p", { class: "ch-stage-desc" }, stage.description));
+    if (!unlocked && stage.requires && stage.requires.length) {
+      details.appendChild(el("p", { class: "ch-hint" }, "Complete stage " + stage.requires.join(", ") + " first."));
+    }
+    stage.concepts.forEach(function (concept, i) {
+      var cstate = sstate && sstate.concepts ? sstate.concepts[i] : null;
+      var sec = el("section", { class: "ch-concept" + (cstate && cstate.done ? " ch-done" : ""), "data-concept-id": concept.id });
+      sec.appendChild(el("h3", { class: "ch-concept-title" }, concept.title));
+      sec.appendChild(rich("div", "ch-content", concept.content_html));
+      if (concept.key_ideas && concept.key_ideas.length) {
+        var ul = el("ul", { class: "ch-key-ideas" });
+        concept.key_ideas.forEach(function (k) {
+          ul.appendChild(el("li", null, k));
+        });
+        sec.appendChild(ul);
+      }
+      stage.quizzes.forEach(function (quiz) {
+        if (quiz.concept_id === concept.id) sec.appendChild(renderQuiz(quiz, stage, sstate));
+      });
+      details.appendChild(sec);
+    });
+    stage.quizzes.forEach(function (quiz) {
+      if (!quiz.concept_id) details.appendChild(renderQuiz(quiz, stage, sstate));
+    });
+    return details;
+  }
+
+  function renderStages() {
+    var scrollTop = stagePanel.scrollTop;
+    stagePanel.textContent = "";
+    if (!state.course) {
+      stagePanel.appendChild(el("h2", { class: "ch-panel-title" }, "Course"));
+      stagePanel.appendChild(el("p", { class: "ch-hint" }, state.error || "No course was chosen for this session."));
+      return;
+    }
+    stagePanel.appendChild(el("h2", { class: "ch-panel-title", id: "course-title" }, state.course.title));
+    if (state.course.description) stagePanel.appendChild(el("p", { class: "ch-course-desc" }, state.course.description));
+    state.course.stages.forEach(function (stage) {
+      stagePanel.appendChild(renderStage(stage));
+    });
+    stagePanel.scrollTop = scrollTop;
+  }
+
+  /* ------------------------------------------------------ progress panel */
+
+  function renderProgress() {
+    progressPanel.textContent = "";
+    progressPanel.appendChild(el("h2", { class: "ch-panel-title" }, "Progress"));
+    var p = state.progress;
+    if (!state.course || !p) {
+      progressPanel.appendChild(el("p", { class: "ch-hint" }, "No progress yet."));
+      return;
+    }
+    var done = p.completed_stages.length;
+    progressPanel.appendChild(el("p", { id: "progress-summary", class: "ch-summary" }, done + " of " + p.stage_count + " stages complete"));
+    var bar = el("div", { class: "ch-bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": String(p.stage_count), "aria-valuenow": String(done) });
+    var fill = el("div", { class: "ch-bar-fill" });
+    fill.style.width = (p.stage_count ? (100 * done) / p.stage_count : 0) + "%";
+    bar.appendChild(fill);
+    progressPanel.appendChild(bar);
+    if (p.course_complete) {
+      progressPanel.appendChild(el("p", { id: "course-complete", class: "ch-complete" }, "Course complete!"));
+    } else if (p.resume_stage !== null && p.resume_stage !== undefined) {
+      var st = null;
+      state.course.stages.forEach(function (s) {
+        if (s.number === p.resume_stage) st = s;
+      });
+      progressPanel.appendChild(el("p", { id: "resume-point", class: "ch-resume" }, "Resume at stage " + p.resume_stage + (st ? ": " + st.title : "")));
+    }
+    var list = el("ol", { class: "ch-progress-list", id: "progress-list" });
+    p.stages.forEach(function (s) {
+      var li = el("li", { class: "ch-progress-item", "data-stage": String(s.number) });
+      li.appendChild(el("span", { class: "ch-progress-title" }, s.title));
+      if (s.method) {
+        var how = s.method === "quiz" ? "quiz" : "tutor";
+        var label = how === "quiz" ? "✓ passed the quiz" : "★ completed with the tutor";
+        if (!s.complete) label += " (not counted)";
+        var tag = el("span", { class: "ch-method ch-method-" + how, "data-method": how }, label);
+        li.appendChild(tag);
+        var when = fmtTime(s.completed_at);
+        if (when) li.appendChild(el("time", { class: "ch-when", datetime: s.completed_at }, when));
+      } else {
+        li.appendChild(el("span", { class: "ch-method ch-method-none" }, s.unlocked ? "not yet" : "locked"));
+      }
+      list.appendChild(li);
+    });
+    progressPanel.appendChild(list);
+  }
+
+  function render() {
+    renderStages();
+    renderProgress();
+  }
+
+  /* ---------------------------------------------------------- behaviour */
+
+  function setProgress(progress) {
+    if (!progress) return;
+    var previous = state.progress;
+    state.progress = progress;
+    // a newly completed stage: open the next one
+    if (previous && previous.resume_stage !== progress.resume_stage && progress.resume_stage) {
+      state.open[progress.resume_stage] = true;
+    }
+    render();
+  }
+
+  function submitAnswer(quiz, answer) {
+    state.busy[quiz.id] = true;
+    renderStages();
+    api("POST", "courses/" + encodeURIComponent(state.courseId) + "/quizzes/" + encodeURIComponent(quiz.id) + "/answer", { answer: answer })
+      .then(function (result) {
+        state.feedback[quiz.id] = {
+          status: result.status === "correct" ? "correct" : result.status === "tutor" ? "tutor" : "wrong",
+          message: result.message,
+          explanation: result.explanation || null,
+        };
+        state.busy[quiz.id] = false;
+        setProgress(result.progress);
+      })
+      .catch(function (err) {
+        state.busy[quiz.id] = false;
+        state.feedback[quiz.id] = { status: "wrong", message: err.message };
+        renderStages();
+      });
+  }
+
+  function refreshProgress() {
+    if (!state.courseId) return;
+    api("GET", "courses/" + encodeURIComponent(state.courseId) + "/progress").then(setProgress, function () {});
+  }
+
+  var source = null;
+  function listen() {
+    if (!state.courseId || !window.EventSource) return;
+    source = new EventSource(apiUrl + "courses/" + encodeURIComponent(state.courseId) + "/events");
+    source.addEventListener("progress", function (ev) {
+      try {
+        setProgress(JSON.parse(ev.data));
+      } catch (e) {
+        /* ignore a malformed event */
+      }
+    });
+    source.addEventListener("error", function () {
+      // EventSource reconnects by itself; meanwhile poll once so nothing is missed
+      setTimeout(refreshProgress, 2000);
+    });
+  }
+
+  // the terminal saw a tutor marker: the server records it; fetch the result soon
+  window.addEventListener("claudehub:marker", function () {
+    setTimeout(refreshProgress, 500);
+  });
+
+  function load() {
+    api("GET", "course")
+      .then(function (data) {
+        state.courseId = data.course_id;
+        state.course = data.course;
+        state.progress = data.progress;
+        render();
+        listen();
+      })
+      .catch(function (err) {
+        state.error = "Course unavailable: " + err.message;
+        render();
+      });
+  }
+
+  window.claudehubPanels = { state: state, refresh: refreshProgress, sanitize: safeFragment };
+  render();
+  load();
+})();

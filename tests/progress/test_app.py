@@ -1,0 +1,107 @@
+"""The ``claudehub-progress`` console script and the extension's handlers without a service."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from claudehub.progress.app import ProgressService
+from claudehub.server_ext import course_handlers
+from tests.helpers import free_port
+
+from .coursekit import write_claude_md_course
+
+
+def test_aliases_config_file_and_env_fallbacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDEHUB_COURSES", json.dumps([{"id": "env", "repo": "/x"}]))
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:4321")
+    cfg_file = tmp_path / "progress_config.py"
+    cfg_file.write_text("c.ProgressService.tutor_completions_count = False\n")
+    app = ProgressService()
+    app.initialize(
+        [
+            f"--config={cfg_file}",
+            "--db-url=sqlite:////tmp/x.sqlite",
+            "--port=9999",
+            "--no-tutor-count",
+        ]
+    )
+    assert app.db_url == "sqlite:////tmp/x.sqlite"
+    assert app.port == 9999  # the command line wins over JUPYTERHUB_SERVICE_URL
+    assert app.ip == "127.0.0.1"
+    assert app.tutor_completions_count is False
+    assert app.courses == [{"id": "env", "repo": "/x"}]
+
+
+def test_console_script_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    course = write_claude_md_course(tmp_path / "course")
+    sources = tmp_path / "courses.json"
+    sources.write_text(json.dumps({"courses": [{"id": "t101", "repo": str(course)}]}))
+    port = free_port()
+    exe = Path(sys.executable).parent / "claudehub-progress"
+    proc = subprocess.Popen(
+        [str(exe), f"--port={port}", "--ip=127.0.0.1", f"--courses-json={sources}",
+         f"--db-url=sqlite:///{tmp_path / 'p.sqlite'}", f"--cache-dir={tmp_path / 'cache'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")},
+    )  # fmt: skip
+    try:
+        import urllib.request
+
+        url = f"http://127.0.0.1:{port}/services/progress/api/health"
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    assert json.loads(resp.read()) == {"status": "ok"}
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("service did not start")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+        assert proc.returncode == 0, out
+        assert b"1 courses, 0 course errors" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (tmp_path / "p.sqlite").exists()
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    return {"ServerApp": {"jpserver_extensions": {"claudehub.server_ext": True}}}
+
+
+async def test_extension_api_without_a_service(
+    jp_fetch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLAUDEHUB_PROGRESS_URL", raising=False)
+    monkeypatch.setenv("CLAUDEHUB_COURSE_ID", "")
+    course_handlers.set_backend(None)
+    try:
+        resp = await jp_fetch("claude", "api", "course")
+        assert json.loads(resp.body) == {"course_id": None, "course": None, "progress": None}
+        with pytest.raises(HTTPClientError) as err:
+            await jp_fetch("claude", "api", "courses")
+        assert err.value.code == 503
+        # there is no endpoint to post a completion through the extension
+        with pytest.raises(HTTPClientError) as err:
+            await jp_fetch(
+                "claude", "api", "courses", "t101", "completions", method="POST", body="{}"
+            )
+        assert err.value.code in (403, 404, 405)
+    finally:
+        course_handlers.set_backend(None)
