@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +35,7 @@ def _world_usable(path: Path) -> bool:
 
 
 @pytest.fixture(scope="session")
-def claude_cli(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def claude_cli() -> Iterator[Path]:
     """The pinned Claude Code CLI (a native binary), runnable by an unprivileged user.
 
     The repository may live under a private folder (e.g. /root), so the binary is copied to
@@ -46,10 +46,15 @@ def claude_cli(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail(f"Claude Code CLI missing at {exe}: run `make setup`")
     exe = exe.resolve()
     if _world_usable(exe):
-        return exe
-    target = Path("/tmp") / f"claudehub-cli-{os.getpid()}"
-    target.mkdir(mode=0o755, exist_ok=True)
+        yield exe
+        return
+    # /tmp itself is world-traversable, unlike pytest's own temporary root (mode 0700).
+    target = Path(tempfile.mkdtemp(prefix="claudehub-cli-", dir="/tmp"))
+    target.chmod(0o755)
     copy = target / "claude"
     shutil.copy2(exe, copy)
     copy.chmod(0o755)
-    return copy
+    try:
+        yield copy
+    finally:
+        shutil.rmtree(target, ignore_errors=True)

@@ -188,7 +188,9 @@ class FakeAnthropic:
             "role": "assistant",
             "model": rec.body.get("model", "claude-fake"),
             "content": blocks,
-            "stop_reason": "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn",
+            "stop_reason": "tool_use"
+            if any(b["type"] == "tool_use" for b in blocks)
+            else "end_turn",
             "stop_sequence": None,
             "usage": {
                 "input_tokens": _count(rec.body),
@@ -231,7 +233,11 @@ class FakeAnthropic:
             if block["type"] == "text":
                 await send(
                     "content_block_start",
-                    {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}},
+                    {
+                        "type": "content_block_start",
+                        "index": i,
+                        "content_block": {"type": "text", "text": ""},
+                    },
                 )
                 text = block["text"]
                 for j in range(0, len(text), 16):
@@ -254,7 +260,10 @@ class FakeAnthropic:
                     {
                         "type": "content_block_delta",
                         "index": i,
-                        "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])},
+                        "delta": {
+                            "type": "input_json_delta",
+                            "partial_json": json.dumps(block["input"]),
+                        },
                     },
                 )
             await send("content_block_stop", {"type": "content_block_stop", "index": i})

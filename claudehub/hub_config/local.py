@@ -1,0 +1,298 @@
+"""Local mode's JupyterHub configuration: hub, proxy, key proxy and course service on one machine.
+
+``hub_config/local_config.py`` calls :func:`configure_local` with :class:`LocalSettings`,
+whose traits take their defaults from the environment (so ``make run`` honours
+``ANTHROPIC_API_KEY`` and ``ANTHROPIC_UPSTREAM_URL``) and may also be set in the config file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from traitlets import Int, List, Unicode, default, validate
+from traitlets.config import Configurable
+
+_ENV = os.environ
+
+
+def _env(name: str, fallback: str = "") -> str:
+    return _ENV.get(name, fallback)
+
+
+class LocalSettings(Configurable):
+    """Everything local mode needs to know. Defaults come from the environment."""
+
+    bind_url = Unicode(help="Where the hub's public proxy listens (CLAUDEHUB_BIND_URL).").tag(
+        config=True
+    )
+    state_dir = Unicode(
+        help="Folder for the hub database, secrets and users' homes (CLAUDEHUB_STATE_DIR)."
+    ).tag(config=True)
+    dev_password = Unicode(
+        help="""Password every user logs in with (CLAUDEHUB_DEV_PASSWORD). Default: a
+        random one, kept in <state_dir>/dev-password and printed at start-up."""
+    ).tag(config=True)
+    admin_users = List(Unicode(), help="Hub admins (CLAUDEHUB_ADMIN_USERS, comma separated).").tag(
+        config=True
+    )
+    admin_password = Unicode(
+        help="""Password admins log in with (CLAUDEHUB_ADMIN_PASSWORD). Default: a random
+        one in <state_dir>/admin-password, printed at start-up when admins are configured."""
+    ).tag(config=True)
+    anthropic_api_key = Unicode(
+        help="The real Anthropic key (ANTHROPIC_API_KEY); handed to the key proxy alone."
+    ).tag(config=True)
+    upstream_url = Unicode(
+        help="Anthropic API base URL the key proxy forwards to (ANTHROPIC_UPSTREAM_URL)."
+    ).tag(config=True)
+    keyproxy_port = Int(help="Port of the key proxy on 127.0.0.1 (CLAUDEHUB_KEYPROXY_PORT).").tag(
+        config=True
+    )
+    hub_port = Int(help="Port of the hub's internal API on 127.0.0.1 (CLAUDEHUB_HUB_PORT).").tag(
+        config=True
+    )
+    proxy_api_port = Int(
+        help="Port of configurable-http-proxy's REST API on 127.0.0.1 (CLAUDEHUB_PROXY_API_PORT)."
+    ).tag(config=True)
+    progress_port = Int(
+        help="Port of the course+progress service on 127.0.0.1 (CLAUDEHUB_PROGRESS_PORT)."
+    ).tag(config=True)
+    catalog_file = Unicode(
+        help="""Course catalogue for the course+progress service (CLAUDEHUB_CATALOG): a JSON
+        file ``{"courses": [...], "catalogues": [...]}`` (see docs/courses.md). Default: the
+        example courses shipped in the repository's ``examples/`` folder."""
+    ).tag(config=True)
+    allowed_models = List(
+        Unicode(), help="Models users may choose (CLAUDEHUB_MODELS, comma separated)."
+    ).tag(config=True)
+
+    @default("bind_url")
+    def _d_bind(self) -> str:
+        return _env("CLAUDEHUB_BIND_URL", "http://127.0.0.1:8000")
+
+    @default("state_dir")
+    def _d_state(self) -> str:
+        return _env("CLAUDEHUB_STATE_DIR", str(Path.cwd() / ".state"))
+
+    @default("dev_password")
+    def _d_password(self) -> str:
+        # Defaults bypass @validate, so check the environment's value here too.
+        return _checked_password(
+            _env("CLAUDEHUB_DEV_PASSWORD")
+            or _stored_secret(Path(self.state_dir) / "dev-password", 9)
+        )
+
+    @default("admin_users")
+    def _d_admins(self) -> list[str]:
+        return [u.strip() for u in _env("CLAUDEHUB_ADMIN_USERS").split(",") if u.strip()]
+
+    @default("admin_password")
+    def _d_admin_password(self) -> str:
+        if not self.admin_users:
+            return ""
+        return _env("CLAUDEHUB_ADMIN_PASSWORD") or _stored_secret(
+            Path(self.state_dir) / "admin-password", 24
+        )
+
+    @default("anthropic_api_key")
+    def _d_key(self) -> str:
+        return _env("ANTHROPIC_API_KEY")
+
+    @default("upstream_url")
+    def _d_upstream(self) -> str:
+        return _env("ANTHROPIC_UPSTREAM_URL", "https://api.anthropic.com")
+
+    @default("keyproxy_port")
+    def _d_kp(self) -> int:
+        return int(_env("CLAUDEHUB_KEYPROXY_PORT", "8010"))
+
+    @default("hub_port")
+    def _d_hp(self) -> int:
+        return int(_env("CLAUDEHUB_HUB_PORT", "8081"))
+
+    @default("proxy_api_port")
+    def _d_pap(self) -> int:
+        return int(_env("CLAUDEHUB_PROXY_API_PORT", "8001"))
+
+    @default("progress_port")
+    def _d_pp(self) -> int:
+        return int(_env("CLAUDEHUB_PROGRESS_PORT", "8020"))
+
+    @default("catalog_file")
+    def _d_catalog(self) -> str:
+        return _env("CLAUDEHUB_CATALOG") or _example_catalog(Path(self.state_dir))
+
+    @default("allowed_models")
+    def _d_models(self) -> list[str]:
+        return [m.strip() for m in _env("CLAUDEHUB_MODELS").split(",") if m.strip()]
+
+    @validate("dev_password")
+    def _check_password(self, proposal: dict[str, Any]) -> str:
+        return _checked_password(str(proposal["value"]))
+
+
+def _checked_password(value: str) -> str:
+    if len(value) < 8:
+        raise ValueError("CLAUDEHUB_DEV_PASSWORD must be at least 8 characters long")
+    return value
+
+
+def _example_catalog(state: Path) -> str:
+    """A catalogue of the repository's example courses (absolute paths), or '' if absent."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    if not examples.is_dir():
+        return ""
+    catalog = {
+        "courses": [
+            {
+                "id": "attention",
+                "title": "Attention, step by step",
+                "description": "Read 'Attention Is All You Need' one idea at a time.",
+                "repo": str(examples),
+                "folder": "courses/attention",
+            }
+        ],
+        "catalogues": [{"id": "papers", "repo": str(examples), "folder": "catalogue"}],
+    }
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / "example-catalog.json"
+    path.write_text(json.dumps(catalog, indent=2) + "\n")
+    return str(path)
+
+
+def _stored_secret(path: Path, nbytes: int) -> str:
+    """A random secret kept in ``path`` (mode 0600), made on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+def configure_local(c: Any, settings: LocalSettings) -> None:
+    """Fill JupyterHub config ``c`` for local mode from ``settings``."""
+    from claudehub.spawner.local import LocalSandboxSpawner
+
+    state = Path(settings.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    token_secret = _stored_secret(state / "token-secret", 32)
+    keyproxy_url = f"http://127.0.0.1:{settings.keyproxy_port}"
+    progress_url = f"http://127.0.0.1:{settings.progress_port}"
+
+    c.JupyterHub.bind_url = settings.bind_url
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.JupyterHub.default_url = "/hub/spawn"
+    # One Claude per user; the Claude page, not the hub's home, is where people live.
+    c.JupyterHub.allow_named_servers = False
+
+    c.JupyterHub.authenticator_class = "shared-password"
+    c.SharedPasswordAuthenticator.user_password = settings.dev_password
+    c.Authenticator.allow_all = True
+    if settings.admin_users:
+        c.Authenticator.admin_users = set(settings.admin_users)
+        c.SharedPasswordAuthenticator.admin_password = settings.admin_password
+
+    c.JupyterHub.spawner_class = LocalSandboxSpawner
+    c.LocalSandboxSpawner.sandbox_root = str(state / "users")
+    c.LocalSandboxSpawner.keyproxy_url = keyproxy_url
+    c.LocalSandboxSpawner.token_secret = token_secret.encode()
+    c.LocalSandboxSpawner.progress_url = f"{progress_url}/services/progress/"
+    c.LocalSandboxSpawner.allowed_models = list(settings.allowed_models)
+    if settings.anthropic_api_key:
+        c.LocalSandboxSpawner.real_key_values = [settings.anthropic_api_key]
+    # A user may call the course service; so may their server, on their behalf (the
+    # extension's course panels), and the server may stop itself ("End session").
+    c.JupyterHub.extra_user_scopes = ["access:services!service=progress"]  # hub >= 5
+    c.Spawner.server_token_scopes = [
+        "users:activity!user",
+        "access:servers!server",
+        "servers!server",
+        "access:services!service=progress",
+    ]
+    c.Spawner.http_timeout = 60
+    c.Spawner.start_timeout = 60
+
+    keyproxy_env = {
+        "ANTHROPIC_UPSTREAM_URL": settings.upstream_url,
+        "CLAUDEHUB_TOKEN_SECRET": token_secret,
+        "CLAUDEHUB_USAGE_DB_URL": f"sqlite:///{state / 'usage.sqlite'}",
+    }
+    if settings.anthropic_api_key:
+        keyproxy_env["ANTHROPIC_API_KEY"] = settings.anthropic_api_key
+    progress_env = {
+        "CLAUDEHUB_PROGRESS_DB_URL": f"sqlite:///{state / 'progress.sqlite'}",
+        "CLAUDEHUB_COURSE_CACHE": str(state / "courses"),
+    }
+    progress_cmd = [sys.executable, "-m", "claudehub.progress.app"]
+    if settings.catalog_file:
+        progress_cmd.append(f"--ProgressService.courses_json={settings.catalog_file}")
+
+    c.JupyterHub.services = [
+        {
+            "name": "keyproxy",
+            "url": keyproxy_url,
+            "command": [sys.executable, "-m", "claudehub.proxy.app"],
+            "environment": keyproxy_env,
+            "display": False,
+        },
+        {
+            "name": "progress",
+            "url": progress_url,
+            "command": progress_cmd,
+            "environment": progress_env,
+            "display": False,
+        },
+    ]
+    c.JupyterHub.load_roles = [
+        {
+            # Polls which servers are running, so a sandbox token dies with its server.
+            "name": "claudehub-keyproxy",
+            "scopes": ["list:users", "read:users:name", "read:servers"],
+            "services": ["keyproxy"],
+        },
+        {
+            # Resolves who is asking (hub auth) and whether they are an admin.
+            "name": "claudehub-progress",
+            "scopes": ["list:users", "read:users:name", "read:users"],
+            "services": ["progress"],
+        },
+    ]
+
+
+def banner(settings: LocalSettings) -> str:
+    """What ``make run`` prints: where to go and how to log in."""
+    lines = [
+        "",
+        "claudehub local mode",
+        f"  open      {settings.bind_url}",
+        "  log in    any user name, password: "
+        + (
+            settings.dev_password
+            if not _env("CLAUDEHUB_DEV_PASSWORD")
+            else "$CLAUDEHUB_DEV_PASSWORD"
+        ),
+    ]
+    if settings.admin_users:
+        lines.append(
+            f"  admins    {', '.join(settings.admin_users)} (admin password in {settings.state_dir}/admin-password)"
+        )
+    if not settings.anthropic_api_key:
+        lines.append(
+            "  warning   ANTHROPIC_API_KEY is not set: Claude will answer with an"
+            " authentication error until you set it and restart."
+        )
+    lines.append("")
+    return "\n".join(lines)

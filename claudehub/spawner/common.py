@@ -1,0 +1,303 @@
+"""What every claudehub spawner does, whatever runs the sandbox.
+
+The local-process spawner and the Kubernetes spawner both mix in
+:class:`SandboxSpawnerMixin`. It owns the sandbox contract of ``ARCHITECTURE.md``:
+
+- the sandbox gets ``ANTHROPIC_BASE_URL`` (the key proxy) and a *sandbox token* in
+  ``ANTHROPIC_API_KEY``, minted per spawn with the secret the key proxy verifies;
+- the real Anthropic key never reaches the sandbox: any variable whose value looks like a
+  real key, or whose name the operator marked secret, is removed from the environment;
+- the user chooses a course and a model from operator allowlists, and a bad choice is
+  refused with a message that names it (HTTP 400, JupyterHub's error shape).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tornado import web
+from traitlets import (
+    Bytes,
+    Float,
+    HasTraits,
+    List,
+    Unicode,
+    default,
+    validate,
+)
+from traitlets import (
+    Callable as CallableTrait,
+)
+
+#: Environment variable names a sandbox must never receive from the hub's environment.
+SECRET_ENV_NAMES = frozenset(
+    {
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDEHUB_TOKEN_SECRET",
+        "CLAUDEHUB_REAL_API_KEY",
+        "CLAUDEHUB_DEV_PASSWORD",
+        "JUPYTERHUB_CRYPT_KEY",
+        "CONFIGPROXY_AUTH_TOKEN",
+    }
+)
+
+#: Real Anthropic keys look like this; sandbox tokens never do.
+REAL_KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
+
+CourseChoices = Callable[[Any], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
+
+
+def scrub_environment(env: dict[str, str], real_keys: list[str]) -> dict[str, str]:
+    """Return ``env`` without any secret a sandbox must not see.
+
+    Removes the variables named in :data:`SECRET_ENV_NAMES`, any value that equals (or
+    contains) one of ``real_keys``, and any value shaped like a real Anthropic key.
+    """
+    clean = {}
+    for name, value in env.items():
+        if name in SECRET_ENV_NAMES:
+            continue
+        if any(key and key in value for key in real_keys):
+            continue
+        if REAL_KEY_PATTERN.search(value):
+            continue
+        clean[name] = value
+    return clean
+
+
+class SandboxSpawnerMixin(HasTraits):
+    """Sandbox environment, sandbox tokens and the course/model choice, for any spawner.
+
+    Mix in before the concrete spawner class:
+    ``class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner)``.
+    """
+
+    keyproxy_url = Unicode(
+        "",
+        help="""URL the sandbox uses as ANTHROPIC_BASE_URL: the key proxy.
+
+        Local mode: the key proxy service's URL on 127.0.0.1. Kubernetes: the key proxy's
+        Service URL inside the cluster.
+        """,
+    ).tag(config=True)
+
+    progress_url = Unicode(
+        "",
+        help="""Base URL of the course+progress service API, ending in '/'.
+
+        Handed to the sandbox as CLAUDEHUB_PROGRESS_URL, and used by the spawner to list
+        courses and fetch the chosen course's files.
+        """,
+    ).tag(config=True)
+
+    token_secret = Bytes(
+        b"",
+        help="""HMAC secret shared with the key proxy, used to mint sandbox tokens.
+
+        Prefer token_secret_file. Never logged.
+        """,
+    ).tag(config=True)
+
+    token_secret_file = Unicode(
+        "",
+        help="""File holding the sandbox-token secret (read when a token is minted, so a
+        rotated secret takes effect without a hub restart).""",
+    ).tag(config=True)
+
+    token_ttl = Float(
+        12 * 3600.0,
+        help="""Seconds a sandbox token stays valid at most, even while its server runs.
+
+        The key proxy also refuses a token within 60 s of its server stopping; this bound is
+        defence in depth for a token that leaks during a long session. 0 means no expiry.
+        """,
+    ).tag(config=True)
+
+    real_key_values = List(
+        Unicode(),
+        help="""Values that must never reach a sandbox (the real Anthropic key, in local
+        mode where the hub's configuration knows it). Any environment variable containing
+        one of them is dropped.""",
+    ).tag(config=True)
+
+    allowed_models = List(
+        Unicode(),
+        help="""Models the user may choose from. Empty: no model choice, Claude Code's
+        default. The first one is preselected.""",
+    ).tag(config=True)
+
+    course_choices = CallableTrait(
+        allow_none=True,
+        default_value=None,
+        help="""Callable ``(spawner) -> list of {"id", "title", "description"?}`` (may be
+        async) listing the courses the user may pick. Default: ask the course+progress
+        service at progress_url.""",
+    ).tag(config=True)
+
+    progress_service_name = Unicode(
+        "progress",
+        help="Name of the course+progress service in the hub (for the access scope).",
+    ).tag(config=True)
+
+    model = Unicode("", help="The model the sandbox runs (set from the user's choice).")
+    course_id = Unicode("", help="The course the sandbox opens (set from the user's choice).")
+
+    @validate("progress_url", "keyproxy_url")
+    def _slash(self, proposal: dict[str, Any]) -> str:
+        url = str(proposal["value"])
+        if proposal["trait"].name == "progress_url" and url and not url.endswith("/"):
+            url += "/"
+        return url.rstrip("/") if proposal["trait"].name == "keyproxy_url" else url
+
+    # -- tokens ------------------------------------------------------------------------
+
+    def _secret(self) -> bytes:
+        if self.token_secret_file:
+            return Path(self.token_secret_file).read_bytes().strip()
+        return self.token_secret
+
+    def mint_sandbox_token(self) -> str:
+        """A fresh sandbox token for this user's server (never the real key)."""
+        from claudehub.proxy.tokens import mint_token
+
+        secret = self._secret()
+        if not secret:
+            raise web.HTTPError(
+                500,
+                "claudehub is misconfigured: no sandbox-token secret "
+                "(set token_secret_file or token_secret on the spawner)",
+            )
+        user = self.user.name  # type: ignore[attr-defined]
+        server = getattr(self, "name", "") or ""
+        return mint_token(secret, user, server, ttl=self.token_ttl or None)
+
+    def sandbox_env(self, course_dir: str = "") -> dict[str, str]:
+        """The claudehub part of the sandbox environment (see ARCHITECTURE.md)."""
+        env = {
+            "ANTHROPIC_BASE_URL": self.keyproxy_url,
+            "ANTHROPIC_API_KEY": self.mint_sandbox_token(),
+            # The CLI must not phone home: sandboxes have no egress but the key proxy.
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+        }
+        if self.model:
+            env["ANTHROPIC_MODEL"] = self.model
+        if self.course_id:
+            env["CLAUDEHUB_COURSE_ID"] = self.course_id
+        if course_dir:
+            env["CLAUDEHUB_COURSE_DIR"] = course_dir
+        if self.progress_url:
+            env["CLAUDEHUB_PROGRESS_URL"] = self.progress_url
+        return env
+
+    # -- course and model choice --------------------------------------------------------
+
+    async def list_course_choices(self) -> list[dict[str, Any]]:
+        """The courses this user may pick (empty when none are configured)."""
+        if self.course_choices is not None:
+            result = self.course_choices(self)
+            if isinstance(result, Awaitable):
+                result = await result
+            return list(result)
+        if not self.progress_url:
+            return []
+        from claudehub.progress.client import list_courses
+
+        # The course service only answers hub users: ask as this user, with a short-lived
+        # token that can do nothing but reach that service.
+        token = self.user.new_api_token(  # type: ignore[attr-defined]
+            note="claudehub: list courses for the spawn form",
+            expires_in=300,
+            scopes=[f"access:services!service={self.progress_service_name}"],
+        )
+        return await list_courses(self.progress_url, token)
+
+    @default("options_form")
+    def _default_options_form(self) -> Callable[[Any], Awaitable[str]]:
+        return _render_options_form
+
+    @default("options_from_form")
+    def _default_options_from_form(self) -> Callable[[dict[str, list[str]]], dict[str, str]]:
+        def from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
+            return {
+                key: values[0]
+                for key, values in formdata.items()
+                if key in ("course", "model") and values
+            }
+
+        return from_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self) -> Callable[[Any, dict[str, Any]], Awaitable[None]]:
+        async def apply(spawner: SandboxSpawnerMixin, options: dict[str, Any]) -> None:
+            await spawner.apply_sandbox_options(options)
+
+        return apply
+
+    async def apply_sandbox_options(self, options: dict[str, Any]) -> None:
+        """Check the user's course and model against the allowlists, then apply them.
+
+        Raises ``HTTPError(400)`` naming the bad value, which JupyterHub shows the user.
+        """
+        unknown = sorted(set(options) - {"course", "model"})
+        if unknown:
+            raise web.HTTPError(400, f"Unknown option(s): {', '.join(unknown)}")
+        model = options.get("model") or ""
+        if not isinstance(model, str):
+            raise web.HTTPError(400, "The model must be a string")
+        if model:
+            if model not in self.allowed_models:
+                allowed = ", ".join(self.allowed_models) or "(no choice offered)"
+                raise web.HTTPError(
+                    400, f"Model {model!r} is not offered here; choose one of: {allowed}"
+                )
+            self.model = model
+        elif self.allowed_models:
+            self.model = self.allowed_models[0]
+        course = options.get("course") or ""
+        if not isinstance(course, str):
+            raise web.HTTPError(400, "The course must be a string")
+        if course:
+            choices = await self.list_course_choices()
+            ids = [c["id"] for c in choices]
+            if course not in ids:
+                raise web.HTTPError(
+                    400,
+                    f"Course {course!r} is not in the catalogue; choose one of: {', '.join(ids) or '(none)'}",
+                )
+            self.course_id = course
+
+
+async def _render_options_form(spawner: SandboxSpawnerMixin) -> str:
+    """The spawn form: a course picker and, when several are allowed, a model picker.
+
+    Returns an empty string (no form) when there is nothing to choose.
+    """
+    courses = await spawner.list_course_choices()
+    models = list(spawner.allowed_models)
+    if not courses and len(models) <= 1:
+        return ""
+    parts = []
+    if courses:
+        options = "\n".join(
+            f'<option value="{html.escape(c["id"])}">{html.escape(c.get("title") or c["id"])}</option>'
+            for c in courses
+        )
+        parts.append(
+            '<div class="form-group"><label for="claudehub-course">Course</label>'
+            f'<select class="form-control" id="claudehub-course" name="course">{options}</select></div>'
+        )
+    if len(models) > 1:
+        options = "\n".join(
+            f'<option value="{html.escape(m)}">{html.escape(m)}</option>' for m in models
+        )
+        parts.append(
+            '<div class="form-group"><label for="claudehub-model">Model</label>'
+            f'<select class="form-control" id="claudehub-model" name="model">{options}</select></div>'
+        )
+    return "\n".join(parts)

@@ -1,0 +1,117 @@
+"""Local mode: one sandbox server per user as a process on this machine, no Kubernetes.
+
+Local mode is for trials, development and the test suite. It is not a security boundary:
+the sandbox process runs as the hub's own user. What it does keep is the key contract — the
+sandbox gets the key proxy's URL and a sandbox token, never the real key — and the same
+course and model choice as the Kubernetes spawner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from tornado import web
+from traitlets import Unicode, default
+
+from .common import SandboxSpawnerMixin, scrub_environment
+
+
+class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):
+    """Spawn the claudehub sandbox server (jupyterhub-singleuser + the extension) locally."""
+
+    sandbox_root = Unicode(
+        help="""Folder holding one home folder per user (``<sandbox_root>/<username>``).""",
+    ).tag(config=True)
+
+    @default("sandbox_root")
+    def _default_sandbox_root(self) -> str:
+        return str(Path.cwd() / ".state" / "users")
+
+    @default("home_dir_template")
+    def _default_home_dir_template(self) -> str:
+        return os.path.join(self.sandbox_root, "{username}")
+
+    @default("default_url")
+    def _default_default_url(self) -> str:
+        return "/claude"
+
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        # claudehub's lean single-user entry point (same arguments as
+        # jupyterhub-singleuser), with the Python that runs the hub, so a virtualenv works
+        # without being on PATH.
+        return [sys.executable, "-m", "claudehub.server_ext.singleuser"]
+
+    @default("args")
+    def _default_args(self) -> list[str]:
+        return ["--allow-root"] if os.geteuid() == 0 else []
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._events: list[str] = []
+        self._course_dir = ""
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        parent = super().make_preexec_fn(name)
+
+        def preexec() -> None:
+            parent()
+            # A hub started in the background from a non-interactive shell has SIGINT
+            # ignored; an inherited SIG_IGN would make Ctrl-C dead in Claude's terminal.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+        return preexec
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        env.update(self.sandbox_env(self._course_dir))
+        return scrub_environment(env, list(self.real_key_values))
+
+    async def _prepare_course(self) -> None:
+        """Fetch the chosen course's files (answers removed) into the user's home."""
+        self._course_dir = ""
+        if not self.course_id:
+            return
+        from claudehub.progress.client import fetch_course_bundle
+
+        self._events.append("Fetching course…")
+        dest = Path(self.home_dir) / "courses" / self.course_id
+        if dest.exists():
+            # Earlier copies were made read-only; make them writable to replace them.
+            for path in [dest, *dest.rglob("*")]:
+                if not path.is_symlink():
+                    path.chmod(0o755 if path.is_dir() else 0o644)
+            shutil.rmtree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await fetch_course_bundle(self.progress_url, self.api_token, self.course_id, dest)
+        except (OSError, ValueError) as e:
+            raise web.HTTPError(502, f"Could not fetch course {self.course_id!r}: {e}") from e
+        self._course_dir = str(dest)
+
+    async def start(self) -> Any:
+        self._events = []
+        await asyncio.to_thread(Path(self.home_dir).mkdir, parents=True, exist_ok=True)
+        await self._prepare_course()
+        self._events.append("Starting Claude…")
+        return await super().start()
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        sent = 0
+        total = 3
+        while True:
+            while sent < len(self._events):
+                message = self._events[sent]
+                sent += 1
+                yield {"progress": int(100 * sent / total), "message": message}
+            if self._spawn_future is None or self._spawn_future.done():
+                return
+            await asyncio.sleep(0.2)

@@ -1,0 +1,19 @@
+"""JupyterHub configuration for claudehub's local mode (`make run`).
+
+All logic lives in claudehub.hub_config.local; settings come from the environment
+(ANTHROPIC_API_KEY, ANTHROPIC_UPSTREAM_URL, CLAUDEHUB_*) or can be set below.
+"""
+
+import os
+import sys
+
+from claudehub.hub_config.local import LocalSettings, banner, configure_local
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821
+
+settings = LocalSettings(config=c)
+configure_local(c, settings)
+# The real key now lives only in the key proxy's service environment: nothing else the hub
+# starts (sandboxes included) may inherit it.
+os.environ.pop("ANTHROPIC_API_KEY", None)
+print(banner(settings), file=sys.stderr, flush=True)
