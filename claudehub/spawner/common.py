@@ -210,7 +210,7 @@ class SandboxSpawnerMixin(HasTraits):
 
         # The course service only answers hub users: ask as this user, with a short-lived
         # token that can do nothing but reach that service.
-        token = self.user.new_api_token(  # type: ignore[attr-defined]
+        token = self.user.new_api_token(
             note="claudehub: list courses for the spawn form",
             expires_in=300,
             scopes=[f"access:services!service={self.progress_service_name}"],

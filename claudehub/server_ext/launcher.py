@@ -1,0 +1,385 @@
+"""Start Claude Code in a sandbox: read-only, in the course folder, straight at its prompt.
+
+``python -m claudehub.server_ext.launcher`` (console script ``claudehub-launcher``) is the
+command the terminal runs. It
+
+1. pre-seeds ``~/.claude.json`` (onboarding done, theme chosen, the course folder trusted, the
+   sandbox token's API-key question answered) by merging into what is there, so Claude's own
+   history and settings survive;
+2. changes to the course folder (``CLAUDEHUB_COURSE_DIR``, else ``$HOME``);
+3. execs the Claude Code CLI with the flags that keep it read-only (see :func:`build_command`)
+   and a short appended system prompt (read-only, where progress lives, where the learner
+   resumes).
+
+It writes nothing outside ``$HOME``. The tool policy itself lives in the managed settings
+(``/etc/claude-code/managed-settings.json`` in the sandbox image, a copy of
+``managed-settings.json`` beside this module), which win over every flag and settings file;
+the flags here are the second lock, and the one that narrows the ``tools`` offered to the
+model to Read, Glob and Grep even for tools a later CLI release adds.
+
+Environment (defaults of the :class:`Launcher` traits):
+
+``CLAUDEHUB_COURSE_DIR``        folder Claude starts in (read-only course files)
+``ANTHROPIC_MODEL``             model passed as ``--model`` when set
+``CLAUDEHUB_CLAUDE_BIN``        the CLI (a path or a name on ``PATH``; a ``.js`` file runs on node)
+``ANTHROPIC_API_KEY``           the sandbox token; only its last 20 characters are written, as
+                                the "approved" answer Claude Code keeps for a custom key
+``CLAUDEHUB_RESUME_HINT``       text telling Claude where the learner resumes (set by the
+                                spawner or the extension); else the file named by
+                                ``CLAUDEHUB_RESUME_HINT_FILE``; else ``<course>/.learner/RESUME.md``
+                                (which the course+progress service's bundle carries)
+``CLAUDEHUB_SHELL_STUB``        the refusing "shell" (default ``/usr/libexec/claudehub/bash``)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from traitlets import Unicode, default
+from traitlets.config import Application
+
+#: The only tools the CLI offers the model. ``--tools`` is an allowlist of built-in tools, so a
+#: tool a later release adds is not offered either.
+ALLOWED_TOOLS: tuple[str, ...] = ("Read", "Glob", "Grep")
+
+#: The CLI version this launcher and the managed settings were checked against (package.json).
+PINNED_CLI_VERSION = "2.1.328"
+
+#: Where the sandbox image installs the refusing shell (images/sandbox/noshell).
+DEFAULT_SHELL_STUB = "/usr/libexec/claudehub/bash"
+
+#: Characters of the API key Claude Code remembers as "approved" (it never stores the key).
+KEY_SUFFIX_LENGTH = 20
+
+#: Upper bound for the resume hint in the system prompt.
+MAX_RESUME_HINT = 2000
+
+LEARNER_RESUME_FILE = Path(".learner") / "RESUME.md"
+
+READ_ONLY_PROMPT = """\
+You are running in a claudehub sandbox, which is read-only. You can read and search the course \
+files with the Read, Glob and Grep tools, and nothing else: you cannot run commands, edit or \
+write files, fetch URLs or start agents, and the learner cannot either. Do not offer to; if the \
+course asks for something like that, explain it and let the learner try it on their own machine.
+Learner progress is kept by claudehub (the progress panel beside this terminal and its progress \
+service), not in .learner/progress.json: you cannot write that file, so never try to create or \
+update it. A read-only snapshot of the learner's progress may exist at .learner/progress.json; \
+read it to see where the learner is. When the learner completes a stage, say so as the tutor \
+instructions ask (including any completion marker they define); claudehub records it."""
+
+
+def approval_suffix(api_key: str | None) -> str | None:
+    """The part of ``api_key`` Claude Code keeps in ``customApiKeyResponses`` (last 20 chars)."""
+    if not api_key:
+        return None
+    return api_key[-KEY_SUFFIX_LENGTH:]
+
+
+def project_keys(course_dir: str) -> list[str]:
+    """Keys of ``~/.claude.json``'s ``projects`` for ``course_dir``.
+
+    Claude Code keys projects by its working directory as the kernel reports it (symlinks
+    resolved); the spelling given is kept too, so either way the folder counts as trusted.
+    """
+    keys = [os.path.abspath(course_dir)]
+    real = os.path.realpath(course_dir)
+    if real not in keys:
+        keys.append(real)
+    return keys
+
+
+def build_claude_json(
+    existing: Mapping[str, Any] | None,
+    *,
+    course_dir: str,
+    api_key: str | None,
+    cli_version: str = PINNED_CLI_VERSION,
+) -> dict[str, Any]:
+    """``~/.claude.json`` with what the CLI needs to open straight at its prompt.
+
+    Merges into ``existing`` (Claude's own global config: history, projects, caches), setting
+    only: onboarding done, a theme when none was chosen, auto-updates off (the CLI is pinned),
+    ``course_dir`` trusted with its onboarding done, and the key's last 20 characters approved.
+    """
+    data: dict[str, Any] = dict(existing or {})
+    data["hasCompletedOnboarding"] = True
+    data.setdefault("lastOnboardingVersion", cli_version)
+    data.setdefault("theme", "dark")
+    data["autoUpdates"] = False
+
+    suffix = approval_suffix(api_key)
+    if suffix is not None:
+        responses = data.get("customApiKeyResponses")
+        responses = dict(responses) if isinstance(responses, Mapping) else {}
+        approved = [k for k in _str_list(responses.get("approved")) if k != suffix]
+        rejected = [k for k in _str_list(responses.get("rejected")) if k != suffix]
+        responses["approved"] = [*approved, suffix]
+        responses["rejected"] = rejected
+        data["customApiKeyResponses"] = responses
+
+    projects = data.get("projects")
+    projects = dict(projects) if isinstance(projects, Mapping) else {}
+    for key in project_keys(course_dir):
+        entry = projects.get(key)
+        entry = dict(entry) if isinstance(entry, Mapping) else {}
+        entry["hasTrustDialogAccepted"] = True
+        entry["hasCompletedProjectOnboarding"] = True
+        seen = entry.get("projectOnboardingSeenCount")
+        entry["projectOnboardingSeenCount"] = max(seen if isinstance(seen, int) else 0, 1)
+        projects[key] = entry
+    data["projects"] = projects
+    return data
+
+
+def _str_list(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def build_system_prompt(resume_hint: str = "") -> str:
+    """The text appended to Claude Code's system prompt."""
+    hint = resume_hint.strip()
+    if len(hint) > MAX_RESUME_HINT:
+        hint = hint[:MAX_RESUME_HINT].rstrip() + " …"
+    if not hint:
+        return READ_ONLY_PROMPT
+    return f"{READ_ONLY_PROMPT}\nWhere the learner is resuming: {hint}"
+
+
+def read_resume_hint(env: Mapping[str, str], course_dir: str) -> str:
+    """Where the learner resumes: ``CLAUDEHUB_RESUME_HINT``, else a hint file, else ``''``."""
+    text = env.get("CLAUDEHUB_RESUME_HINT", "").strip()
+    if text:
+        return text
+    candidates = []
+    if env.get("CLAUDEHUB_RESUME_HINT_FILE"):
+        candidates.append(Path(env["CLAUDEHUB_RESUME_HINT_FILE"]))
+    candidates.append(Path(course_dir) / LEARNER_RESUME_FILE)
+    for path in candidates:
+        try:
+            with path.open(encoding="utf-8", errors="replace") as f:
+                return f.read(MAX_RESUME_HINT * 2).strip()
+        except OSError:
+            continue
+    return ""
+
+
+def cli_argv(claude_bin: str) -> list[str]:
+    """How to run the CLI named ``claude_bin`` (a native binary, or a ``cli.js`` on node)."""
+    if claude_bin.endswith((".js", ".mjs", ".cjs")):
+        return [shutil.which("node") or "/usr/bin/node", claude_bin]
+    return [claude_bin]
+
+
+def build_command(
+    *,
+    claude_bin: str,
+    course_dir: str,
+    model: str = "",
+    system_prompt: str = "",
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The argv that starts the CLI read-only in ``course_dir``.
+
+    - ``--tools Read,Glob,Grep``: the only built-in tools offered to the model (an allowlist,
+      so tools a later release adds stay out);
+    - ``--restricted``: no command-running tools, file tools confined to the working
+      directories, no bypass mode, user/project/local settings files ignored;
+    - ``--setting-sources ""``: load no user, project or local settings at all (a course may
+      ship ``.claude/settings*.json`` with hooks, ``apiKeyHelper``, ``env`` or allow rules);
+      the managed settings still apply;
+    - ``--strict-mcp-config`` without ``--mcp-config``: no MCP server from anywhere
+      (a course's ``.mcp.json`` included);
+    - ``--add-dir <course>``: with ``CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD=1`` (see
+      :func:`build_env`) the course's ``CLAUDE.md`` (the tutor's instructions) is loaded even
+      though project settings are not;
+    - ``--permission-mode dontAsk``: whatever is not allowed is refused without a prompt.
+    """
+    argv = [
+        *cli_argv(claude_bin),
+        "--tools",
+        ",".join(ALLOWED_TOOLS),
+        "--restricted",
+        "--setting-sources",
+        "",
+        "--strict-mcp-config",
+        "--permission-mode",
+        "dontAsk",
+        "--add-dir",
+        course_dir,
+    ]
+    if model:
+        argv += ["--model", model]
+    if system_prompt:
+        argv += ["--append-system-prompt", system_prompt]
+    argv += list(extra_args)
+    return argv
+
+
+def build_env(base: Mapping[str, str], *, shell_stub: str = DEFAULT_SHELL_STUB) -> dict[str, str]:
+    """The CLI's environment: ``base`` plus what keeps it read-only and quiet.
+
+    ``$SHELL``, ``$CLAUDE_CODE_SHELL``, ``$EDITOR`` and ``$VISUAL`` point at ``shell_stub``:
+    Claude Code's ``!`` shell mode runs user-typed commands through the first bash/zsh it
+    finds, outside any tool permission, so the only one it may find is one that refuses.
+    (Where the stub is missing, as on a developer's machine in local mode, the CLI falls back
+    to the system's shell: local mode is not a security boundary.)
+    """
+    env = dict(base)
+    env["CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD"] = "1"
+    # The same switches as the managed settings' env, for when none are installed (local
+    # mode): sandboxes have no egress, so telemetry and update checks would only wait.
+    env["ENABLE_TOOL_SEARCH"] = "false"
+    env["DISABLE_AUTOUPDATER"] = "1"
+    env["DISABLE_TELEMETRY"] = "1"
+    env["DISABLE_ERROR_REPORTING"] = "1"
+    env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+    if shell_stub:
+        for name in ("SHELL", "CLAUDE_CODE_SHELL", "EDITOR", "VISUAL"):
+            env[name] = shell_stub
+    return env
+
+
+def write_claude_json(home: Path, data: Mapping[str, Any]) -> Path:
+    """Atomically replace ``home/.claude.json`` with ``data`` (mode 0600)."""
+    target = home / ".claude.json"
+    fd, tmp = tempfile.mkstemp(prefix=".claude.json.", suffix=".tmp", dir=home)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_claude_json(home: Path) -> dict[str, Any] | None:
+    """The current ``home/.claude.json``; an unreadable one is moved aside, not lost."""
+    path = home / ".claude.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        return data
+    path.replace(home / f".claude.json.unreadable-{int(time.time())}")
+    return None
+
+
+class Launcher(Application):
+    """Prepare ``$HOME`` for Claude Code and exec it read-only in the course folder."""
+
+    name = "claudehub-launcher"
+    description = __doc__ or ""
+
+    course_dir = Unicode(
+        help="Folder Claude starts in (the read-only course files); empty means $HOME."
+    ).tag(config=True)
+
+    @default("course_dir")
+    def _default_course_dir(self) -> str:
+        return os.environ.get("CLAUDEHUB_COURSE_DIR", "")
+
+    model = Unicode(help="Model passed to the CLI as --model (empty: the CLI's default).").tag(
+        config=True
+    )
+
+    @default("model")
+    def _default_model(self) -> str:
+        return os.environ.get("ANTHROPIC_MODEL", "")
+
+    claude_bin = Unicode(
+        help="The Claude Code CLI: a path or a name looked up on PATH (a .js file runs on node)."
+    ).tag(config=True)
+
+    @default("claude_bin")
+    def _default_claude_bin(self) -> str:
+        return os.environ.get("CLAUDEHUB_CLAUDE_BIN", "") or "claude"
+
+    api_key = Unicode(
+        help="""The sandbox token (ANTHROPIC_API_KEY). Used only to pre-answer Claude Code's
+        custom API key question (its last 20 characters); never printed or logged."""
+    ).tag(config=True)
+
+    @default("api_key")
+    def _default_api_key(self) -> str:
+        return os.environ.get("ANTHROPIC_API_KEY", "")
+
+    shell_stub = Unicode(
+        help="""A program that refuses to run anything, given to the CLI as its shell and
+        editor (the sandbox image installs one here). Empty: leave SHELL/EDITOR alone."""
+    ).tag(config=True)
+
+    @default("shell_stub")
+    def _default_shell_stub(self) -> str:
+        return os.environ.get("CLAUDEHUB_SHELL_STUB", "") or DEFAULT_SHELL_STUB
+
+    def working_dir(self, home: Path) -> str:
+        """The course folder, or ``home`` when none is set or it is missing."""
+        if self.course_dir and os.path.isdir(self.course_dir):
+            return os.path.abspath(self.course_dir)
+        if self.course_dir:
+            self.log.warning("course folder %s not found; starting in $HOME", self.course_dir)
+        return str(home)
+
+    def prepare(
+        self, environ: Mapping[str, str] | None = None
+    ) -> tuple[list[str], dict[str, str], str]:
+        """Write ``$HOME/.claude.json``; return the argv, environment and folder to exec in.
+
+        ``environ`` (default ``os.environ``) is the environment the CLI inherits; its ``HOME``
+        is where the config is written and its resume-hint variables are read.
+        """
+        environ = os.environ if environ is None else environ
+        home = Path(environ.get("HOME") or os.path.expanduser("~"))
+        cwd = self.working_dir(home)
+        data = build_claude_json(load_claude_json(home), course_dir=cwd, api_key=self.api_key)
+        write_claude_json(home, data)
+        prompt = build_system_prompt(read_resume_hint(environ, cwd))
+        claude = self.claude_bin
+        if os.sep not in claude:
+            claude = shutil.which(claude) or claude
+        argv = build_command(
+            claude_bin=claude,
+            course_dir=cwd,
+            model=self.model,
+            system_prompt=prompt,
+        )
+        return argv, build_env(environ, shell_stub=self.shell_stub), cwd
+
+    def start(self) -> None:
+        argv, env, cwd = self.prepare()
+        os.chdir(cwd)
+        # A server started from a non-interactive shell may hand down an ignored SIGINT;
+        # exec keeps ignored signals, and Claude must see Ctrl-C.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        self.log.debug("starting %s in %s", argv[0], cwd)
+        try:
+            os.execvpe(argv[0], argv, env)
+        except OSError as e:
+            print(f"claudehub: could not start Claude Code ({argv[0]}): {e}", file=sys.stderr)
+            sys.exit(127)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``claudehub-launcher``)."""
+    Launcher.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()
