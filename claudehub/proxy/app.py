@@ -1,0 +1,453 @@
+"""``claudehub-keyproxy``: the key proxy as a traitlets application (a JupyterHub service).
+
+Run by the hub as a managed service (it then reads JUPYTERHUB_SERVICE_URL, JUPYTERHUB_API_URL
+and JUPYTERHUB_API_TOKEN), or standalone (no hub: tokens are checked by signature and expiry
+only). ``claudehub-keyproxy mint-token --user NAME --ttl 3600`` prints a sandbox token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import sys
+import urllib.parse
+from typing import Any
+
+from traitlets import (
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
+from traitlets.config import Application, Configurable
+
+from claudehub.proxy.limits import Limits
+from claudehub.proxy.server import DEFAULT_FORWARD_HEADERS, ProxySettings
+from claudehub.proxy.service import KeyProxy, KeyProxyOptions, read_secret_file
+from claudehub.proxy.tokens import mint_token
+
+log = logging.getLogger("claudehub.proxy")
+
+
+class TokenSecretMixin(Configurable):
+    """The HMAC secret shared with the hub (env CLAUDEHUB_TOKEN_SECRET or a file)."""
+
+    token_secret = Unicode(
+        help="HMAC secret for sandbox tokens, shared with the hub. Default: env CLAUDEHUB_TOKEN_SECRET.",
+    ).tag(config=True)
+
+    @default("token_secret")
+    def _token_secret_default(self) -> str:
+        return os.environ.get("CLAUDEHUB_TOKEN_SECRET", "")
+
+    token_secret_file = Unicode(
+        help="File holding the token secret (wins over token_secret). Default: env CLAUDEHUB_TOKEN_SECRET_FILE.",
+    ).tag(config=True)
+
+    @default("token_secret_file")
+    def _token_secret_file_default(self) -> str:
+        return os.environ.get("CLAUDEHUB_TOKEN_SECRET_FILE", "")
+
+    def load_secret(self) -> bytes:
+        if self.token_secret_file:
+            return read_secret_file(self.token_secret_file).encode()
+        return self.token_secret.encode()
+
+
+class MintTokenApp(TokenSecretMixin, Application):
+    """Print a sandbox token for a user (standalone mode, benchmarks, operators)."""
+
+    name = "claudehub-keyproxy mint-token"
+    description = "Mint a sandbox token for USER with the shared token secret and print it."
+    user = Unicode("", help="Hub user name the token is for.").tag(config=True)
+    server = Unicode("", help="Server name ('' is the user's default server).").tag(config=True)
+    ttl = Float(3600.0, help="Seconds until the token expires (0: no expiry).").tag(config=True)
+    aliases = {
+        "user": "MintTokenApp.user",
+        "server": "MintTokenApp.server",
+        "ttl": "MintTokenApp.ttl",
+        "secret-file": "MintTokenApp.token_secret_file",
+    }
+
+    def start(self) -> None:
+        secret = self.load_secret()
+        if not secret:
+            sys.exit("No token secret: set CLAUDEHUB_TOKEN_SECRET or pass --secret-file.")
+        if not self.user:
+            sys.exit("--user is required")
+        print(mint_token(secret, self.user, self.server, ttl=self.ttl or None))
+
+
+class KeyProxyApp(TokenSecretMixin, Application):
+    """The key proxy: the only holder of the real Anthropic key."""
+
+    name = "claudehub-keyproxy"
+    description = __doc__
+    subcommands = {"mint-token": (MintTokenApp, MintTokenApp.description)}
+
+    aliases = {
+        "ip": "KeyProxyApp.ip",
+        "port": "KeyProxyApp.port",
+        "upstream-url": "KeyProxyApp.upstream_url",
+        "api-key-file": "KeyProxyApp.api_key_file",
+        "token-secret-file": "KeyProxyApp.token_secret_file",
+        "db-url": "KeyProxyApp.db_url",
+        "rate-limit": "KeyProxyApp.rate_limit_per_minute",
+        "daily-token-budget": "KeyProxyApp.daily_token_budget",
+        "allowed-models": "KeyProxyApp.allowed_models",
+        "max-tokens-cap": "KeyProxyApp.max_tokens_cap",
+        "config": "KeyProxyApp.config_file",
+        "log-level": "Application.log_level",
+    }
+    flags = {
+        "standalone": (
+            {"KeyProxyApp": {"standalone": True}},
+            "Run without a hub (tokens: signature and expiry only).",
+        ),
+        "access-log": (
+            {"KeyProxyApp": {"access_log": True}},
+            "Log one line per forwarded request.",
+        ),
+    }
+
+    @default("log_level")
+    def _log_level_default(self) -> int:
+        return logging.INFO
+
+    config_file = Unicode("keyproxy_config.py", help="Config file to load (if it exists).").tag(
+        config=True
+    )
+
+    # -- listening -------------------------------------------------------------------------
+    ip = Unicode(
+        help="Address to listen on. Default: host of JUPYTERHUB_SERVICE_URL, else 127.0.0.1."
+    ).tag(config=True)
+    port = Integer(
+        help="Port to listen on. Default: port of JUPYTERHUB_SERVICE_URL, else 8787."
+    ).tag(config=True)
+
+    def _service_url(self) -> urllib.parse.SplitResult | None:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+        return urllib.parse.urlsplit(url) if url else None
+
+    @default("ip")
+    def _ip_default(self) -> str:
+        u = self._service_url()
+        return (u.hostname or "127.0.0.1") if u else "127.0.0.1"
+
+    @default("port")
+    def _port_default(self) -> int:
+        u = self._service_url()
+        return (u.port or 80) if u else 8787
+
+    service_prefix = Unicode(
+        help="Hub service prefix the local endpoints also answer under. Default: env JUPYTERHUB_SERVICE_PREFIX."
+    ).tag(config=True)
+
+    @default("service_prefix")
+    def _service_prefix_default(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/keyproxy/")
+
+    # -- upstream and key -------------------------------------------------------------------
+    upstream_url = Unicode(
+        help="Anthropic API base URL. Default: env ANTHROPIC_UPSTREAM_URL, else https://api.anthropic.com."
+    ).tag(config=True)
+
+    @default("upstream_url")
+    def _upstream_default(self) -> str:
+        return os.environ.get("ANTHROPIC_UPSTREAM_URL") or "https://api.anthropic.com"
+
+    upstream_ca_file = Unicode(
+        "",
+        help="CA bundle to verify an https upstream with (e.g. an egress gateway's); default: the system CAs.",
+    ).tag(config=True)
+
+    api_key = Unicode(
+        help="The real Anthropic API key. Default: env ANTHROPIC_API_KEY. Prefer api_key_file."
+    ).tag(config=True)
+
+    @default("api_key")
+    def _api_key_default(self) -> str:
+        return os.environ.get("ANTHROPIC_API_KEY", "")
+
+    api_key_file = Unicode(
+        help="File holding the real key (wins over api_key); re-read when it changes. Default: env ANTHROPIC_API_KEY_FILE."
+    ).tag(config=True)
+
+    @default("api_key_file")
+    def _api_key_file_default(self) -> str:
+        return os.environ.get("ANTHROPIC_API_KEY_FILE", "")
+
+    file_poll_interval = Float(
+        5.0, help="Seconds between checks of api_key_file and token_secret_file for changes."
+    ).tag(config=True)
+
+    forward_headers = List(
+        Unicode(),
+        list(DEFAULT_FORWARD_HEADERS),
+        help="Request headers copied upstream byte for byte (names; a trailing * matches a prefix). Credentials, cookies and framing headers are never copied.",
+    ).tag(config=True)
+
+    # -- hub ----------------------------------------------------------------------------------
+    hub_api_url = Unicode(help="JupyterHub API URL. Default: env JUPYTERHUB_API_URL.").tag(
+        config=True
+    )
+
+    @default("hub_api_url")
+    def _hub_api_url_default(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_URL", "")
+
+    hub_api_token = Unicode(
+        help="JupyterHub API token (scopes list:users, read:servers; read:users for admin checks). Default: env JUPYTERHUB_API_TOKEN."
+    ).tag(config=True)
+
+    @default("hub_api_token")
+    def _hub_api_token_default(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    standalone = Bool(
+        help="Run without a hub: tokens are checked by signature and expiry only. Default: true when no hub API URL/token is set."
+    ).tag(config=True)
+
+    @default("standalone")
+    def _standalone_default(self) -> bool:
+        return not (self.hub_api_url and self.hub_api_token)
+
+    hub_poll_interval = Float(
+        15.0,
+        help="Seconds between polls of the hub for running servers (a stopped server's token dies within this plus a request's latency).",
+    ).tag(config=True)
+    hub_stale_after = Float(
+        60.0, help="Refuse requests (503) when the last successful hub poll is older than this."
+    ).tag(config=True)
+
+    @validate("hub_poll_interval")
+    def _check_poll(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0 < value <= 30:
+            raise TraitError("hub_poll_interval must be in (0, 30] seconds")
+        return value
+
+    # -- limits ---------------------------------------------------------------------------------
+    rate_limit_per_minute = Float(60.0, help="Requests per minute per user (0: no limit).").tag(
+        config=True
+    )
+    rate_limit_burst = Integer(
+        0,
+        help="Requests a user may make at once before the rate applies (0: rate_limit_per_minute).",
+    ).tag(config=True)
+    daily_token_budget = Integer(0, help="Tokens per user per UTC day (0: no budget).").tag(
+        config=True
+    )
+    budget_overrides = Dict(
+        value_trait=Integer(),
+        help="Per-user daily token budgets, {user: tokens}; 0 means unlimited for that user.",
+    ).tag(config=True)
+    cache_read_budget_weight = Float(
+        0.1, help="Weight of cache-read input tokens against the budget (they cost a tenth)."
+    ).tag(config=True)
+    allowed_models = List(
+        Unicode(),
+        help="Models users may call (exact names or shell patterns like claude-haiku-*); empty: all.",
+    ).tag(config=True)
+    max_tokens_cap = Integer(0, help="Largest max_tokens a request may ask for (0: no cap).").tag(
+        config=True
+    )
+    max_tokens_policy = Enum(
+        ["clamp", "reject"],
+        "clamp",
+        help="Over the cap: lower max_tokens to the cap, or refuse (403).",
+    ).tag(config=True)
+
+    # -- protocol limits and timeouts ----------------------------------------------------------
+    max_body_bytes = Integer(
+        32 * 1024 * 1024, help="Largest request body accepted (413 beyond)."
+    ).tag(config=True)
+    max_header_bytes = Integer(
+        64 * 1024, help="Largest request line + headers accepted (431 beyond)."
+    ).tag(config=True)
+    header_timeout = Float(
+        20.0,
+        help="Seconds a client has to send a request's headers (and to start one on a new connection).",
+    ).tag(config=True)
+    body_timeout = Float(120.0, help="Seconds a client has to send a request body.").tag(
+        config=True
+    )
+    keepalive_timeout = Float(75.0, help="Seconds an idle client connection stays open.").tag(
+        config=True
+    )
+    max_connections = Integer(
+        10000,
+        help="Client connections held at once; more are closed at accept (needs ulimit -n of about twice this).",
+    ).tag(config=True)
+    upstream_connect_timeout = Float(
+        10.0, help="Seconds to connect to the upstream (504 beyond)."
+    ).tag(config=True)
+    upstream_timeout = Float(
+        600.0, help="Seconds to wait for the upstream's response headers (504 beyond)."
+    ).tag(config=True)
+    upstream_idle_timeout = Float(
+        300.0, help="Seconds a started response may go silent before the stream is ended."
+    ).tag(config=True)
+    upstream_pool_size = Integer(256, help="Idle keep-alive upstream connections kept.").tag(
+        config=True
+    )
+    shutdown_timeout = Float(
+        120.0, help="On SIGTERM, seconds open requests and streams get to finish."
+    ).tag(config=True)
+
+    # -- usage, metrics, admin --------------------------------------------------------------------
+    db_url = Unicode(
+        help="SQLAlchemy URL of the usage database (sqlite:///... or postgresql://...). Default: env CLAUDEHUB_KEYPROXY_DB_URL (or CLAUDEHUB_USAGE_DB_URL), else sqlite:///keyproxy-usage.sqlite in the working directory."
+    ).tag(config=True)
+
+    @default("db_url")
+    def _db_url_default(self) -> str:
+        return (
+            os.environ.get("CLAUDEHUB_KEYPROXY_DB_URL")
+            or os.environ.get("CLAUDEHUB_USAGE_DB_URL")
+            or "sqlite:///keyproxy-usage.sqlite"
+        )
+
+    usage_flush_interval = Float(1.0, help="Seconds between batched usage writes.").tag(config=True)
+    admin_tokens = List(
+        Unicode(),
+        help="Tokens that may read /usage and /metrics. Default: env CLAUDEHUB_KEYPROXY_ADMIN_TOKEN.",
+    ).tag(config=True)
+
+    @default("admin_tokens")
+    def _admin_tokens_default(self) -> list[str]:
+        token = os.environ.get("CLAUDEHUB_KEYPROXY_ADMIN_TOKEN", "")
+        return [token] if token else []
+
+    authenticate_metrics = Bool(
+        True, help="Require an admin (or read:metrics hub token) for /metrics."
+    ).tag(config=True)
+    access_log = Bool(
+        False,
+        help="Log one line per forwarded request (user, model, status, latency; never content).",
+    ).tag(config=True)
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def initialize(self, argv: Any = None) -> None:
+        super().initialize(argv)
+        if self.subapp is not None:
+            return
+        if self.config_file and os.path.exists(self.config_file):
+            self.load_config_file(self.config_file)
+        # our modules log to "claudehub.proxy"; send that through the app's handler and level
+        ours = logging.getLogger("claudehub")
+        ours.setLevel(self.log.level)
+        if not ours.handlers:
+            for handler in self.log.handlers:
+                ours.addHandler(handler)
+            ours.propagate = False
+
+    def build_options(self) -> KeyProxyOptions:
+        """Translate the configuration into the service's options."""
+        settings = ProxySettings(
+            upstream_url=self.upstream_url,
+            upstream_ca_file=self.upstream_ca_file,
+            api_key=self.api_key.strip(),
+            forward_headers=list(self.forward_headers),
+            max_body_bytes=self.max_body_bytes,
+            max_header_bytes=self.max_header_bytes,
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            upstream_connect_timeout=self.upstream_connect_timeout,
+            upstream_timeout=self.upstream_timeout,
+            upstream_idle_timeout=self.upstream_idle_timeout,
+            upstream_pool_size=self.upstream_pool_size,
+            max_connections=self.max_connections,
+            access_log=self.access_log,
+        )
+        limits = Limits(
+            rate_per_minute=self.rate_limit_per_minute,
+            burst=self.rate_limit_burst,
+            daily_token_budget=self.daily_token_budget,
+            budget_overrides=dict(self.budget_overrides),
+            allowed_models=list(self.allowed_models),
+            max_tokens_cap=self.max_tokens_cap,
+            max_tokens_policy=self.max_tokens_policy,
+            cache_read_weight=self.cache_read_budget_weight,
+        )
+        hub = not self.standalone
+        return KeyProxyOptions(
+            settings=settings,
+            token_secret=self.token_secret.encode(),
+            token_secret_file=self.token_secret_file,
+            limits=limits,
+            hub_api_url=self.hub_api_url if hub else "",
+            hub_api_token=self.hub_api_token if hub else "",
+            hub_poll_interval=self.hub_poll_interval,
+            hub_stale_after=self.hub_stale_after,
+            db_url=self.db_url,
+            usage_flush_interval=self.usage_flush_interval,
+            admin_tokens=list(self.admin_tokens),
+            authenticate_metrics=self.authenticate_metrics,
+            service_prefix=self.service_prefix,
+            api_key_file=self.api_key_file,
+            file_poll_interval=self.file_poll_interval,
+        )
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+        options = self.build_options()
+        if not self.standalone and not options.hub_mode:
+            self.log.critical(
+                "Hub mode needs JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN (or --standalone)."
+            )
+            sys.exit(2)
+        proxy = KeyProxy(options)
+        await proxy.start(self.ip, self.port)
+        # everything allocated so far lives for the whole run: keep it out of GC scans
+        gc.collect()
+        gc.freeze()
+        log.info(
+            "claudehub key proxy on http://%s:%d -> %s (%s mode)",
+            self.ip,
+            proxy.server.port,
+            self.upstream_url,
+            "hub" if options.hub_mode else "standalone",
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info(
+            "Shutting down: letting open requests finish (up to %.0f s)", self.shutdown_timeout
+        )
+        await proxy.stop(self.shutdown_timeout)
+        log.info("Stopped")
+
+    def start(self) -> None:
+        if self.subapp is not None:
+            self.subapp.start()
+            return
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+            asyncio.run(self.run())
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(self.run())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    KeyProxyApp.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,375 @@
+"""Token usage: read from responses as they pass, recorded per user, written in batches.
+
+Parsing is built for the hot path: SSE chunks are only searched (in C) for ``message_`` and
+just the ``message_start``/``message_delta`` events are decoded; JSON responses decode only
+their ``usage`` object. Records are queued in memory and written to the database (SQLAlchemy:
+SQLite by default, PostgreSQL by URL) by a background task in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import json
+import logging
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+log = logging.getLogger("claudehub.proxy")
+
+_DECODER = json.JSONDecoder()
+_MAX_PENDING = 1 << 20  # an SSE event bigger than this is not scanned for usage
+USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+
+def _usage_from(obj: Any, into: list[int]) -> None:
+    if not isinstance(obj, dict):
+        return
+    for i, name in enumerate(USAGE_FIELDS):
+        value = obj.get(name)
+        if isinstance(value, int):
+            into[i] = value
+
+
+class SSEUsage:
+    """Collects model and usage from a Messages API event stream, chunk by chunk."""
+
+    __slots__ = ("model", "pending", "usage")
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.model = ""
+        self.usage = [0, 0, 0, 0]
+
+    def feed(self, data: bytes) -> None:
+        if self.pending:
+            data = self.pending + data
+            self.pending = b""
+        end = data.rfind(b"\n\n")
+        if end == -1:
+            if len(data) <= _MAX_PENDING:
+                self.pending = data
+            return
+        if end + 2 < len(data):
+            tail = data[end + 2 :]
+            if len(tail) <= _MAX_PENDING:
+                self.pending = tail
+        pos = data.find(b"message_", 0, end)
+        while pos != -1:
+            start = data.rfind(b"\n\n", 0, pos)
+            start = 0 if start == -1 else start + 2
+            stop = data.find(b"\n\n", pos, end + 2)
+            if stop == -1:
+                stop = end
+            self._event(data[start:stop])
+            pos = data.find(b"message_", stop + 2, end)
+
+    def _event(self, block: bytes) -> None:
+        payload = b"".join(
+            line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")
+        )
+        if not payload:
+            return
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message")
+            if isinstance(message, dict):
+                model = message.get("model")
+                if isinstance(model, str):
+                    self.model = model
+                _usage_from(message.get("usage"), self.usage)
+        elif kind == "message_delta":
+            _usage_from(event.get("usage"), self.usage)
+
+
+def _decode_after(text_bytes: bytes, key: bytes) -> Any:
+    """Decode the JSON value following ``"key":`` (the last occurrence for usage)."""
+    pos = text_bytes.rfind(key) if key == b'"usage"' else text_bytes.find(key)
+    if pos == -1:
+        return None
+    colon = text_bytes.find(b":", pos + len(key))
+    if colon == -1:
+        return None
+    tail = text_bytes[colon + 1 : colon + 1 + 4096].decode("utf-8", "replace").lstrip()
+    try:
+        value, _ = _DECODER.raw_decode(tail)
+    except ValueError:
+        return None
+    return value
+
+
+def json_usage(body: bytes) -> tuple[str, list[int]]:
+    """Model and usage of a non-streaming Messages API response."""
+    usage = [0, 0, 0, 0]
+    found = _decode_after(body, b'"usage"')
+    model = _decode_after(body, b'"model"')
+    if not (isinstance(found, dict) and "output_tokens" in found and isinstance(model, str)):
+        try:  # unusual layout: decode the whole thing
+            data = json.loads(body)
+        except ValueError:
+            return "", usage
+        if not isinstance(data, dict):
+            return "", usage
+        found, model = data.get("usage"), data.get("model")
+    _usage_from(found, usage)
+    return (model if isinstance(model, str) else ""), usage
+
+
+# (user, server, model, path, status, stream)
+UsageKey = tuple[str, str, str, str, int, bool]
+
+
+metadata = sa.MetaData()
+usage_table = sa.Table(
+    "claudehub_keyproxy_usage",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # start of the flush window the row sums up (UNIX time), and its UTC day
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("user", sa.String(255), nullable=False),
+    sa.Column("server", sa.String(255), nullable=False, default=""),
+    sa.Column("model", sa.String(255), nullable=False, default=""),
+    sa.Column("path", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("cache_creation_input_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("cache_read_input_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("latency_ms_sum", sa.Float, nullable=False),
+    sa.Column("latency_ms_max", sa.Float, nullable=False),
+    sa.Column("ttfb_ms_sum", sa.Float, nullable=False, default=0.0),
+    sa.Index("ix_claudehub_keyproxy_usage_day_user", "day", "user"),
+)
+
+
+def day_string(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d")
+
+
+class UsageStore:
+    """The usage table. Blocking calls: run them in a worker thread."""
+
+    def __init__(self, url: str) -> None:
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False}
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        self.engine = sa.create_engine(url, pool_pre_ping=True, **kwargs)
+        self._schema_ready = False
+
+    def _ensure_schema(self) -> None:
+        # lazily, so the proxy starts (and serves) even while the database is unreachable
+        if not self._schema_ready:
+            metadata.create_all(self.engine)
+            self._schema_ready = True
+
+    def write(self, ts: float, window: dict[UsageKey, list[float]]) -> None:
+        """Insert one row per key of a flush window (see :meth:`UsageRecorder.record`)."""
+        day = day_string(ts)
+        rows = [
+            {
+                "ts": ts,
+                "day": day,
+                "user": key[0],
+                "server": key[1],
+                "model": key[2],
+                "path": key[3],
+                "status": key[4],
+                "stream": key[5],
+                "requests": int(agg[0]),
+                "input_tokens": int(agg[1]),
+                "output_tokens": int(agg[2]),
+                "cache_creation_input_tokens": int(agg[3]),
+                "cache_read_input_tokens": int(agg[4]),
+                "latency_ms_sum": round(agg[5], 3),
+                "latency_ms_max": round(agg[6], 3),
+                "ttfb_ms_sum": round(agg[7], 3),
+            }
+            for key, agg in window.items()
+        ]
+        self._ensure_schema()
+        with self.engine.begin() as conn:
+            conn.execute(usage_table.insert(), rows)
+
+    def day_totals(self, day: str) -> dict[str, list[int]]:
+        """Per-user token sums for one UTC day (to restore budgets after a restart)."""
+        t = usage_table
+        q = (
+            sa.select(
+                t.c.user,
+                sa.func.sum(t.c.input_tokens),
+                sa.func.sum(t.c.output_tokens),
+                sa.func.sum(t.c.cache_creation_input_tokens),
+                sa.func.sum(t.c.cache_read_input_tokens),
+            )
+            .where(t.c.day == day)
+            .group_by(t.c.user)
+        )
+        self._ensure_schema()
+        with self.engine.connect() as conn:
+            return {row[0]: [int(x or 0) for x in row[1:]] for row in conn.execute(q)}
+
+    def summary(self, since: str, until: str, user: str | None = None) -> list[dict[str, Any]]:
+        """Usage per day, user and model between two UTC days (inclusive)."""
+        t = usage_table
+        q = sa.select(
+            t.c.day,
+            t.c.user,
+            t.c.model,
+            sa.func.sum(t.c.requests),
+            sa.func.sum(sa.case((t.c.status >= 400, t.c.requests), else_=0)),
+            sa.func.sum(t.c.input_tokens),
+            sa.func.sum(t.c.output_tokens),
+            sa.func.sum(t.c.cache_creation_input_tokens),
+            sa.func.sum(t.c.cache_read_input_tokens),
+            sa.func.sum(t.c.latency_ms_sum),
+            sa.func.max(t.c.latency_ms_max),
+        ).where(t.c.day >= since, t.c.day <= until)
+        if user:
+            q = q.where(t.c.user == user)
+        q = q.group_by(t.c.day, t.c.user, t.c.model).order_by(t.c.day, t.c.user, t.c.model)
+        self._ensure_schema()
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "day": row[0],
+                    "user": row[1],
+                    "model": row[2],
+                    "requests": int(row[3]),
+                    "errors": int(row[4] or 0),
+                    "input_tokens": int(row[5] or 0),
+                    "output_tokens": int(row[6] or 0),
+                    "cache_creation_input_tokens": int(row[7] or 0),
+                    "cache_read_input_tokens": int(row[8] or 0),
+                    "mean_latency_ms": round(float(row[9] or 0) / max(1, int(row[3] or 0)), 2),
+                    "max_latency_ms": round(float(row[10] or 0), 2),
+                }
+                for row in conn.execute(q)
+            ]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class UsageRecorder:
+    """Sums usage per (user, server, model, path, status, stream) and writes it in batches.
+
+    Recording is a dict update on the hot path; every ``flush_interval`` seconds the window's
+    sums become one database row per key, written in a worker thread. At thousands of
+    requests per second that is a handful of rows, not thousands.
+    """
+
+    def __init__(self, store: UsageStore | None, *, flush_interval: float = 1.0) -> None:
+        self.store = store
+        self.flush_interval = flush_interval
+        self.window: dict[UsageKey, list[float]] = {}
+        self.window_start = time.time()
+        self.backlog: list[tuple[float, dict[UsageKey, list[float]]]] = []
+        self.recorded = 0
+        self.written = 0
+        self.errors = 0
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "claudehub-usage")
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def record(
+        self,
+        key: UsageKey,
+        usage: list[int],
+        latency_ms: float,
+        ttfb_ms: float,
+    ) -> None:
+        """Add one answered request: ``usage`` is (input, output, cache creation, cache read)."""
+        self.recorded += 1
+        agg = self.window.get(key)
+        if agg is None:
+            self.window[key] = [
+                1,
+                usage[0],
+                usage[1],
+                usage[2],
+                usage[3],
+                latency_ms,
+                latency_ms,
+                ttfb_ms,
+            ]
+            return
+        agg[0] += 1
+        agg[1] += usage[0]
+        agg[2] += usage[1]
+        agg[3] += usage[2]
+        agg[4] += usage[3]
+        agg[5] += latency_ms
+        if latency_ms > agg[6]:
+            agg[6] = latency_ms
+        agg[7] += ttfb_ms
+
+    @property
+    def pending(self) -> int:
+        """Rows waiting to be written."""
+        return len(self.window) + sum(len(w) for _, w in self.backlog)
+
+    async def run_in_db(self, fn: Any, *args: Any) -> Any:
+        """Run a blocking store call in the usage thread (serialised with the writes)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def flush(self) -> None:
+        """Close the current window and write every window not written yet."""
+        if self.window:
+            self.backlog.append((self.window_start, self.window))
+            self.window = {}
+        self.window_start = time.time()
+        if self.store is None:
+            self.backlog.clear()
+            return
+        async with self._lock:  # the timer and the usage API may flush at the same time
+            while self.backlog:
+                ts, window = self.backlog[0]
+                try:
+                    await self.run_in_db(self.store.write, ts, window)
+                except sa.exc.SQLAlchemyError as e:
+                    self.errors += 1
+                    log.error("Writing %d usage rows failed (will retry): %s", len(window), e)
+                    del self.backlog[:-1000]  # bounded: keep the newest windows
+                    return
+                self.backlog.pop(0)
+                self.written += len(window)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            await self.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.flush()
+        if self.store is not None:
+            await self.run_in_db(self.store.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,123 @@
+"""The claudehub-keyproxy application: configuration from traits, env defaults, subcommands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from claudehub.proxy.app import KeyProxyApp, MintTokenApp
+from claudehub.proxy.tokens import verify_token
+
+ENV = (
+    "JUPYTERHUB_SERVICE_URL",
+    "JUPYTERHUB_API_URL",
+    "JUPYTERHUB_API_TOKEN",
+    "JUPYTERHUB_SERVICE_PREFIX",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_API_KEY_FILE",
+    "ANTHROPIC_UPSTREAM_URL",
+    "CLAUDEHUB_TOKEN_SECRET",
+    "CLAUDEHUB_TOKEN_SECRET_FILE",
+    "CLAUDEHUB_KEYPROXY_DB_URL",
+    "CLAUDEHUB_USAGE_DB_URL",
+    "CLAUDEHUB_KEYPROXY_ADMIN_TOKEN",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    KeyProxyApp.clear_instance()
+    MintTokenApp.clear_instance()
+    yield
+    KeyProxyApp.clear_instance()
+    MintTokenApp.clear_instance()
+
+
+def app(argv: list[str]) -> KeyProxyApp:
+    instance = KeyProxyApp.instance()
+    instance.initialize(argv)
+    return instance
+
+
+def test_hub_managed_service_defaults_come_from_the_hub_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8010")
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "svc-token")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/services/keyproxy/")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-real")
+    monkeypatch.setenv("CLAUDEHUB_TOKEN_SECRET", "s3")
+    monkeypatch.setenv("CLAUDEHUB_USAGE_DB_URL", "sqlite:///x.sqlite")
+    a = app([])
+    assert (a.ip, a.port, a.standalone) == ("127.0.0.1", 8010, False)
+    o = a.build_options()
+    assert o.hub_mode and o.hub_api_url == "http://127.0.0.1:8081/hub/api"
+    assert o.settings.upstream_url == "https://api.anthropic.com"
+    assert o.settings.api_key == "sk-ant-real" and o.token_secret == b"s3"
+    assert o.db_url == "sqlite:///x.sqlite" and o.service_prefix == "/services/keyproxy/"
+
+
+def test_standalone_when_there_is_no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_UPSTREAM_URL", "http://127.0.0.1:9999")
+    a = app(
+        [
+            "--port=9100",
+            "--rate-limit=0",
+            "--allowed-models=claude-haiku-*",
+            "--allowed-models=claude-sonnet-5",
+        ]
+    )
+    o = a.build_options()
+    assert a.standalone and not o.hub_mode
+    assert (a.ip, a.port) == ("127.0.0.1", 9100)
+    assert o.settings.upstream_url == "http://127.0.0.1:9999"
+    assert o.limits.rate == 0 and o.limits.allowed_models == ["claude-haiku-*", "claude-sonnet-5"]
+
+
+def test_config_file_and_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "keyproxy_config.py").write_text(
+        "c.KeyProxyApp.daily_token_budget = 5000\n"
+        "c.KeyProxyApp.budget_overrides = {'teacher': 0}\n"
+        "c.KeyProxyApp.forward_headers = ['anthropic-version', 'x-fake-*']\n"
+        "c.KeyProxyApp.max_tokens_cap = 8192\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    o = app(
+        ["--standalone", "--KeyProxyApp.max_tokens_policy=reject", "--max-tokens-cap=4096"]
+    ).build_options()
+    assert o.limits.daily_token_budget == 5000 and o.limits.budget_for("teacher") == 0
+    # the command line wins over the file
+    assert o.limits.max_tokens_cap == 4096 and o.limits.max_tokens_policy == "reject"
+    assert list(o.settings.forward_headers) == ["anthropic-version", "x-fake-*"]
+
+
+def test_hub_poll_interval_is_capped_so_tokens_die_within_a_minute(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        app(["--KeyProxyApp.hub_poll_interval=45"])
+    assert "hub_poll_interval must be in (0, 30]" in capsys.readouterr().err
+
+
+def test_mint_token_subcommand(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("file-secret\n")
+    a = app(["mint-token", "--user", "alice", "--ttl", "60", "--secret-file", str(secret)])
+    a.start()
+    tok = capsys.readouterr().out.strip()
+    claims = verify_token(b"file-secret", tok)
+    assert claims.user == "alice" and claims.expires_at is not None
+    assert claims.expires_at - claims.issued_at == 60
+
+
+def test_mint_token_needs_a_secret() -> None:
+    a = app(["mint-token", "--user", "alice"])
+    with pytest.raises(SystemExit, match="CLAUDEHUB_TOKEN_SECRET"):
+        a.start()
