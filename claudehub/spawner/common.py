@@ -219,7 +219,7 @@ class SandboxSpawnerMixin(HasTraits):
 
     @default("options_form")
     def _default_options_form(self) -> Callable[[Any], Awaitable[str]]:
-        return _render_options_form
+        return render_options_form
 
     @default("options_from_form")
     def _default_options_from_form(self) -> Callable[[dict[str, list[str]]], dict[str, str]]:
@@ -273,7 +273,7 @@ class SandboxSpawnerMixin(HasTraits):
             self.course_id = course
 
 
-async def _render_options_form(spawner: SandboxSpawnerMixin) -> str:
+async def render_options_form(spawner: SandboxSpawnerMixin) -> str:
     """The spawn form: a course picker and, when several are allowed, a model picker.
 
     Returns an empty string (no form) when there is nothing to choose.
