@@ -169,8 +169,9 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):
 
     @default("cmd")
     def _default_cmd(self) -> list[str]:
-        # Explicit rather than the image's CMD, so the pod spec says what runs.
-        return ["jupyterhub-singleuser"]
+        # Explicit rather than the image's CMD, so the pod spec says what runs:
+        # jupyterhub-singleuser with claudehub's lean imports (idle RSS under 60 MB).
+        return ["claudehub-singleuser"]
 
     @default("default_url")
     def _default_default_url(self) -> str:

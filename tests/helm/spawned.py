@@ -56,7 +56,8 @@ async def build_sandbox_pod(
 
     Must run inside an event loop (KubeSpawner creates its API client there).
     """
-    from claudehub.spawner.kube import ClaudeSpawner, _codec
+    from claudehub.spawner import codec
+    from claudehub.spawner.kube import ClaudeSpawner
 
     cls = spawner_class or ClaudeSpawner
     user = SimpleNamespace(
@@ -68,7 +69,7 @@ async def build_sandbox_pod(
         spawner.user_options = user_options
         await spawner.load_user_options()
     pod = await spawner.get_pod_manifest()
-    manifest: dict[str, Any] = _codec.to_dict(pod)
+    manifest: dict[str, Any] = codec.to_dict(pod)
     manifest.setdefault("metadata", {}).setdefault("namespace", spawner.namespace)
     return manifest
 

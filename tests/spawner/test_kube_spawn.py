@@ -147,7 +147,7 @@ async def test_spawn_sends_a_hardened_pod_and_a_home_pvc(
                 {
                     "name": "notebook",
                     "image": IMAGE,
-                    "args": ["jupyterhub-singleuser"],
+                    "args": ["claudehub-singleuser"],
                     "lifecycle": {},
                     "ports": [{"containerPort": 8888, "name": "notebook-port"}],
                     "resources": {

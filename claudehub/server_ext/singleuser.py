@@ -1,0 +1,167 @@
+"""`python -m claudehub.server_ext.singleuser`: jupyterhub-singleuser, lean.
+
+Every user pays the server's memory beside Claude's, so the sandbox starts the stock
+jupyterhub-singleuser through this module, which only changes *what gets imported*:
+
+* optional format-checker plugins of jsonschema (pulled in by jupyter_events' validator:
+  a grammar parser, colour tables, ...) are marked absent, so jsonschema skips those formats;
+  jupyter-server's event schemas do not use them; likewise aiohttp's optional c-ares DNS
+  resolver (it falls back to the system resolver);
+* the hub-side database layer (SQLAlchemy, the ORM, alembic), which the single-user server
+  imports only because `jupyterhub.scopes` and `jupyterhub.utils` are shared with the hub, is
+  not loaded: the single-user server never touches it (its scope checks run with
+  ``db=None``); if anything does, the ORM modules load on first use and fail loudly;
+* `websocket` (websocket-client), used only by a remote kernel gateway, and `unittest.mock`,
+  used by the hub client only to build the login redirect, load on first use;
+* `jupyterhub.log`, imported only for its request logger, would pull the hub's page handlers
+  (and with them the ORM and spawner): jupyter-server's own request logger stands in.
+
+Once started it freezes the start-up heap out of the garbage collector's way (latency), and
+it resets SIGINT to its default: a server started in the background from a
+non-interactive shell inherits SIGINT ignored, which would otherwise leak into everything
+it starts (the terminal's process resets it itself too).
+
+Nothing else differs from `jupyterhub-singleuser` (same arguments, same environment).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.machinery
+import importlib.util
+import signal
+import sys
+import types
+from typing import Any
+
+#: optional plugins of jsonschema's format checker (it skips a format whose library is absent)
+OPTIONAL_ABSENT = (
+    "rfc3987_syntax",
+    "lark",
+    "webcolors",
+    "fqdn",
+    "isoduration",
+    "uri_template",
+    "rfc3339_validator",
+    "rfc3986_validator",
+    "jsonpointer",
+    # aiohttp (the hub client) then resolves names with the system resolver in a thread
+    "aiodns",
+    "pycares",
+)
+
+#: modules loaded on first attribute access instead of at import
+LAZY = ("jupyterhub.orm", "jupyterhub.roles", "websocket", "unittest", "unittest.mock")
+
+
+def _absent(names: tuple[str, ...]) -> None:
+    for name in names:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
+class _LazyModule(types.ModuleType):
+    """Stands in for a module until one of its attributes is used, then imports it.
+
+    (importlib.util.LazyLoader does not help here: on Python 3.11 the import statement itself
+    touches the module's attributes and so loads it.)"""
+
+    def __getattr__(self, attr: str) -> Any:
+        name = self.__name__
+        real = sys.modules.get(name)
+        if real is self or real is None:
+            del sys.modules[name]
+            real = importlib.import_module(name)
+            parent, _, child = name.rpartition(".")
+            if parent:
+                setattr(sys.modules[parent], child, real)
+        return getattr(real, attr)
+
+
+def _lazy(name: str) -> None:
+    if name in sys.modules:
+        return
+    parent_name = name.rpartition(".")[0]
+    parent_module = sys.modules.get(parent_name)
+    if isinstance(parent_module, _LazyModule):  # find it without loading the parent
+        spec = importlib.machinery.PathFinder.find_spec(name, parent_module.__path__)
+    else:
+        spec = importlib.util.find_spec(name)
+    if spec is None:
+        return
+    module = _LazyModule(name)
+    module.__spec__ = spec
+    module.__file__ = spec.origin
+    if spec.submodule_search_locations is not None:
+        module.__path__ = list(spec.submodule_search_locations)
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+
+
+def _light_request_log() -> None:
+    from jupyter_server.log import log_request
+
+    module = types.ModuleType("jupyterhub.log", "request logging (jupyter-server's, see claudehub)")
+    module.log_request = log_request  # type: ignore[attr-defined]
+    sys.modules.setdefault("jupyterhub.log", module)
+
+
+class _NoDatabase(Exception):
+    """Stands for sqlalchemy's SQLAlchemyError: nothing raises it without a database."""
+
+
+def _no_sqlalchemy() -> None:
+    """The single-user server has no database; `jupyterhub.utils` and `jupyterhub.scopes`
+    import SQLAlchemy only for hub-side code paths (an ``except SQLAlchemyError`` around
+    database calls, ``sa.inspect`` of ORM objects). Stand in for it, unless it is loaded."""
+    if "sqlalchemy" in sys.modules:
+        return
+    package = _LazyModule("sqlalchemy")
+    spec = importlib.util.find_spec("sqlalchemy")
+    if spec is None:
+        return
+    exc = types.ModuleType("sqlalchemy.exc")
+    exc.SQLAlchemyError = _NoDatabase  # type: ignore[attr-defined]
+    package.__spec__ = spec
+    package.__path__ = []  # no further submodules through the stand-in
+    package.exc = exc  # type: ignore[attr-defined]
+    sys.modules["sqlalchemy"] = package
+    sys.modules["sqlalchemy.exc"] = exc
+
+
+def prepare() -> None:
+    """Apply the import changes (before anything imports jupyter-server or jupyterhub)."""
+    _absent(OPTIONAL_ABSENT)
+    _no_sqlalchemy()
+    for name in LAZY:
+        _lazy(name)
+    _light_request_log()
+
+
+#: seconds after start-up when the start-up heap is frozen (see freeze_startup_heap)
+FREEZE_AFTER = 10.0
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up allocated (tens of thousands of long-lived objects: modules,
+    classes, config) out of the cyclic garbage collector's full collections, which otherwise
+    stop the server for 15-25 ms here every so often: every keystroke in flight waits."""
+    gc.collect()
+    gc.freeze()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    prepare()
+    from tornado.ioloop import IOLoop
+
+    # the loop jupyter-server will run (it uses IOLoop.current() too)
+    IOLoop.current().call_later(FREEZE_AFTER, freeze_startup_heap)
+    from jupyterhub.singleuser import main as singleuser_main
+
+    sys.exit(singleuser_main())
+
+
+if __name__ == "__main__":
+    main()

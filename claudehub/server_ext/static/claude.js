@@ -1,0 +1,234 @@
+/* The Claude page: an xterm.js terminal on {base_url}claude/terminal.
+ *
+ * Protocol: terminado's JSON messages (["stdin", s], ["stdout", s], ["set_size", rows, cols])
+ * plus ["pause"] / ["resume"] flow control, ["restart"], and the server's ["setup", {...}],
+ * ["exit", {...}], ["started", {...}], ["marker", event].
+ *
+ * Flow control (the xterm.js guide's watermark scheme): every FC_CHUNK characters written,
+ * a write callback is attached; when more than FC_HIGH callbacks are outstanding (xterm has
+ * not parsed that much yet) the page asks the server to stop reading the pty, and asks it to
+ * resume once fewer than FC_LOW are left. So a flood (`yes`) stays a few hundred KB ahead of
+ * the screen, and Ctrl-C reaches a prompt that is drawn right away. The same callbacks
+ * acknowledge what was drawn (["ack", n]); the server then never has more than its send window
+ * in flight, which bounds what socket buffers and proxies hold when a pause is sent.
+ *
+ * Other scripts (panels.js) get window.claudehub = {config, term, send} and window events
+ * "claudehub:marker", "claudehub:exit", "claudehub:started", "claudehub:connected".
+ */
+(function () {
+  "use strict";
+
+  var FC_CHUNK = 100000;
+  var FC_HIGH = 4;
+  var FC_LOW = 2;
+
+  var config = JSON.parse(document.getElementById("claudehub-config").textContent);
+  var statusEl = document.getElementById("status");
+  var exitBanner = document.getElementById("exit-banner");
+  var exitText = document.getElementById("exit-text");
+  var endedBanner = document.getElementById("ended-banner");
+  var hubHome = document.getElementById("hub-home");
+  hubHome.href = (config.hubHost || "") + config.hubPrefix + "home";
+
+  var term = new Terminal({
+    cursorBlink: true,
+    scrollback: 5000,
+    fontFamily: 'Menlo, Consolas, "DejaVu Sans Mono", monospace',
+    fontSize: 14,
+    theme: { background: "#1e1e1e" },
+  });
+  var fit = new FitAddon.FitAddon();
+  term.loadAddon(fit);
+  term.open(document.getElementById("terminal"));
+
+  var ws = null;
+  var ended = false;
+  var retries = 0;
+  // flow-control state, reset for every connection
+  var written = 0;
+  var total = 0; // characters handed to xterm.js since this connection opened
+  var pending = 0;
+  var paused = false;
+  // flow-control counters, for diagnostics (window.claudehub.flow)
+  var flow = { pauses: 0, resumes: 0, maxPending: 0, received: 0 };
+
+  function setStatus(text, cls) {
+    statusEl.textContent = text;
+    statusEl.className = "status " + (cls || "");
+  }
+
+  function emit(name, detail) {
+    window.dispatchEvent(new CustomEvent("claudehub:" + name, { detail: detail }));
+  }
+
+  function send(msg) {
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify(msg));
+    }
+  }
+
+  function sendSize() {
+    send(["set_size", term.rows, term.cols, 0, 0]);
+  }
+
+  function output(data) {
+    written += data.length;
+    total += data.length;
+    flow.received += data.length;
+    if (written < FC_CHUNK) {
+      term.write(data);
+      return;
+    }
+    written = 0;
+    pending += 1;
+    var socket = ws;
+    var drawn = total;
+    term.write(data, function () {
+      if (socket !== ws) return; // a callback from before a reconnect
+      // everything up to here is drawn: the server keeps at most its send window in flight
+      send(["ack", drawn]);
+      pending = Math.max(pending - 1, 0);
+      if (paused && pending < FC_LOW) {
+        paused = false;
+        flow.resumes += 1;
+        send(["resume"]);
+      }
+    });
+    if (pending > flow.maxPending) flow.maxPending = pending;
+    if (!paused && pending > FC_HIGH) {
+      paused = true;
+      flow.pauses += 1;
+      send(["pause"]);
+    }
+  }
+
+  function onMessage(ev) {
+    var msg = JSON.parse(ev.data);
+    switch (msg[0]) {
+      case "stdout":
+        output(msg[1]);
+        break;
+      case "setup":
+        term.reset();
+        exitBanner.hidden = msg[1].alive !== false;
+        setStatus("connected", "ok");
+        emit("connected", msg[1]);
+        break;
+      case "exit":
+        var info = msg[1] || {};
+        exitText.textContent = info.signal
+          ? "Claude was stopped (signal " + info.signal + ")."
+          : "Claude has exited" + (info.status ? " (status " + info.status + ")." : ".");
+        exitBanner.hidden = false;
+        setStatus("Claude exited", "bad");
+        emit("exit", info);
+        break;
+      case "started":
+        term.reset();
+        exitBanner.hidden = true;
+        setStatus("connected", "ok");
+        sendSize();
+        term.focus();
+        emit("started", msg[1]);
+        break;
+      case "marker":
+        emit("marker", msg[1]);
+        break;
+    }
+  }
+
+  function connect() {
+    var proto = location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(proto + location.host + config.terminalUrl);
+    ws = socket;
+    written = 0;
+    total = 0;
+    pending = 0;
+    paused = false;
+    socket.onopen = function () {
+      retries = 0;
+      send(["ack", 0]); // this page acknowledges what it draws: ask for a send window
+      fitNow();
+      sendSize();
+      term.focus();
+    };
+    socket.onmessage = onMessage;
+    socket.onclose = function () {
+      if (socket !== ws) return;
+      ws = null;
+      if (ended) return;
+      retries += 1;
+      if (retries > 3) {
+        // refused again and again: the login expired or the server is gone; the page itself
+        // then leads to the hub (login, or its "server not running" page)
+        location.reload();
+        return;
+      }
+      var delay = Math.min(1000 * Math.pow(2, retries - 1), 15000);
+      setStatus("disconnected, reconnecting…", "bad");
+      setTimeout(connect, delay);
+    };
+  }
+
+  term.onData(function (data) {
+    send(["stdin", data]);
+  });
+  term.onResize(function () {
+    sendSize();
+  });
+
+  var fitQueued = false;
+  function fitNow() {
+    try {
+      fit.fit();
+    } catch (e) {
+      /* not laid out yet */
+    }
+  }
+  function queueFit() {
+    if (fitQueued) return;
+    fitQueued = true;
+    requestAnimationFrame(function () {
+      fitQueued = false;
+      fitNow();
+    });
+  }
+  window.addEventListener("resize", queueFit);
+  if (window.ResizeObserver) {
+    new ResizeObserver(queueFit).observe(document.getElementById("terminal"));
+  }
+
+  document.getElementById("restart").addEventListener("click", function () {
+    send(["restart"]);
+  });
+
+  document.getElementById("end-session").addEventListener("click", function () {
+    if (!window.confirm("End your session? Claude and this server will stop.")) return;
+    setStatus("ending the session…");
+    fetch(config.apiUrl + "session", {
+      method: "DELETE",
+      headers: { "X-XSRFToken": config.xsrfToken },
+      credentials: "same-origin",
+    }).then(function (resp) {
+      if (resp.ok) {
+        ended = true;
+        if (ws) ws.close();
+        exitBanner.hidden = true;
+        endedBanner.hidden = false;
+        setStatus("session ended");
+        emit("ended", {});
+      } else {
+        // the hub refused (or is unreachable): its home page has a stop button too
+        setStatus("could not end the session here; use the hub page", "bad");
+        endedBanner.hidden = false;
+      }
+    }, function () {
+      setStatus("could not end the session here; use the hub page", "bad");
+      endedBanner.hidden = false;
+    });
+  });
+
+  window.claudehub = { config: config, term: term, send: send, flow: flow };
+  fitNow();
+  connect();
+})();

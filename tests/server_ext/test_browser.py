@@ -1,0 +1,112 @@
+"""The Claude page in a real browser (Debian's Chromium via Playwright): the xterm.js terminal
+works with no internet, a `yes` flood is held back by the page's flow control and Ctrl-C gets
+the prompt back, a reload reattaches, and an exit offers to start again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# the terminal's visible text plus scrollback, as the user sees it
+SCREEN_JS = """() => {
+  const b = window.claudehub.term.buffer.active;
+  const lines = [];
+  for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+  return lines.join("\\n");
+}"""
+
+
+async def wait_for_text(page: Any, text: str, wait: float = 10) -> None:
+    await page.wait_for_function(
+        f"(text) => ({SCREEN_JS})().includes(text)", arg=text, timeout=wait * 1000
+    )
+
+
+@pytest.fixture
+def page_url(jp_serverapp: Any, jp_base_url: str, http_server: Any, jp_http_port: int) -> str:
+    port = jp_http_port
+    token = jp_serverapp.identity_provider.token
+    return f"http://127.0.0.1:{port}{jp_base_url}claude?token={token}"
+
+
+async def test_terminal_flood_ctrl_c_reload_and_restart_in_the_browser(page_url: str) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1200, "height": 800})
+            external: list[str] = []
+            context.on(
+                "request",
+                lambda r: external.append(r.url) if "127.0.0.1" not in r.url else None,
+            )
+            page = await context.new_page()
+            await page.goto(page_url)
+            await page.wait_for_selector("#status.ok")
+            await page.click("#terminal")
+            await page.keyboard.type("echo hello-$((6*7))\n")
+            await wait_for_text(page, "hello-42")
+            assert external == []  # everything is served by the extension
+
+            # resize follows the window
+            await page.set_viewport_size({"width": 700, "height": 500})
+            await asyncio.sleep(0.3)
+            cols = await page.evaluate("() => window.claudehub.term.cols")
+            await page.keyboard.type("stty size\n")
+            await wait_for_text(page, f" {cols}\n")
+
+            # flood, on a slow machine (CPU throttled): the page's flow control (pause/resume,
+            # acks) holds the server back while xterm.js catches up, so its backlog stays small
+            # and Ctrl-C is seen promptly
+            cdp = await context.new_cdp_session(page)
+            await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 6})
+            await page.keyboard.type("yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789\n")
+            await asyncio.sleep(3.0)
+            t0 = time.monotonic()
+            await page.keyboard.press("Control+C")
+            await page.keyboard.type("echo done-$((2*3))\n")
+            await wait_for_text(page, "done-6", wait=20)
+            elapsed = time.monotonic() - t0
+            await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+            flow = await page.evaluate("() => window.claudehub.flow")
+            assert flow["received"] > 2_000_000, flow  # a real flood went through
+            # never more than ~1 MB (10 write callbacks of 100 kB) waiting to be drawn
+            assert flow["maxPending"] <= 10, flow
+            assert elapsed < 5, elapsed  # without flow control this takes 10-20 s
+
+            # a reload reattaches to the same shell, with the output replayed
+            await page.keyboard.type("export MARK=kept-$((3*3))\n")
+            await page.reload()
+            await page.wait_for_selector("#status.ok")
+            await wait_for_text(page, "done-6")
+            await page.click("#terminal")
+            await page.keyboard.type("echo $MARK\n")
+            await wait_for_text(page, "kept-9")
+
+            # exit: the page says so and offers to start again
+            await page.keyboard.type("exit\n")
+            await page.wait_for_selector("#exit-banner", state="visible")
+            assert "exited" in await page.inner_text("#exit-text")
+            await page.click("#restart")
+            await page.wait_for_selector("#exit-banner", state="hidden")
+            await page.click("#terminal")
+            await page.keyboard.type("echo again-$((4+4))\n")
+            await wait_for_text(page, "again-8")
+        finally:
+            await browser.close()
