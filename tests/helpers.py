@@ -10,3 +10,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: Debian's Chromium (Playwright's own browser download cannot work here).
+CHROMIUM = "/usr/bin/chromium"
+
+#: Flags for headless Chromium on these machines: no sandbox as root, and no background
+#: networking, whose connections the closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]

@@ -17,21 +17,11 @@ import pytest
 import requests
 
 from tests.fakes.upstream import FakeAnthropic
-from tests.helpers import free_port
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_KEY = "sk-ant-api03-REALKEY-e2e-0123456789abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "e2e-password-123"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @dataclass
@@ -153,7 +143,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:

@@ -24,7 +24,7 @@ from traitlets.config import Config
 
 from claudehub.progress.app import ProgressService
 from claudehub.progress.client import ProgressAPIError, ProgressClient
-from tests.helpers import free_port
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, free_port
 
 from .conftest import course_sources
 
@@ -219,17 +219,6 @@ async def test_users_reach_only_their_own_progress_through_real_hub_auth(
         assert err.value.status == 403
 
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
 async def _login(browser: Any, hub: RealHub, user: str) -> Any:
     page = await browser.new_page()
     await page.goto(hub.public + "/hub/login")
@@ -248,7 +237,7 @@ async def test_admin_page_through_hub_oauth(real_hub: tuple[RealHub, ProgressSer
     alice = ProgressClient(hub.public + "/services/progress/", await hub.token_for("alice"))
     await alice.answer("t101", "q1", "2")
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await _login(browser, hub, "root")
             resp = await page.goto(hub.public + "/services/progress/admin")

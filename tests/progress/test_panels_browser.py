@@ -16,6 +16,7 @@ import pytest
 
 from claudehub.progress.client import fetch_course_bundle
 from claudehub.server_ext import course_handlers
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS
 
 from .conftest import (
     FakeHubAPI,
@@ -29,15 +30,6 @@ from .walk import walk_first_stage
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 XSS = "window.__xss=(window.__xss||0)+1;alert(1)"
 PAYLOADS = [
@@ -119,7 +111,7 @@ async def _service_for(
 
 
 async def _launch(pw: Any) -> Any:
-    return await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    return await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 # No asyncio marker: pytest-jupyter runs these on the server's own event loop, and the

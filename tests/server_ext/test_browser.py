@@ -10,17 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS
+
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # the terminal's visible text plus scrollback, as the user sees it
 SCREEN_JS = """() => {
@@ -48,7 +41,7 @@ async def test_terminal_flood_ctrl_c_reload_and_restart_in_the_browser(page_url:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             context = await browser.new_context(viewport={"width": 1200, "height": 800})
             external: list[str] = []
