@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 from tornado.escape import xhtml_escape
 
 from . import service
+from .handlers import resolve_hub_user
 from .service import ServiceState
 
 _STYLE = """
@@ -36,15 +37,7 @@ class _OAuthPage(HubOAuthenticated, web.RequestHandler):
         return state
 
     async def prepare(self) -> None:
-        # resolve the login cookie without blocking the event loop (see handlers.BaseHandler)
-        model = await self.hub_auth.get_user(self, sync=False)
-        user = None
-        if model:
-            try:
-                user = self.check_hub_user(model)
-            except UserNotAllowed:
-                user = None
-        self._hub_auth_user_cache = user
+        await resolve_hub_user(self)
 
 
 class AdminPageHandler(_OAuthPage):

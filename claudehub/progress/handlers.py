@@ -26,6 +26,24 @@ QUIZ_ID = r"([^/]{1,255})"
 MAX_WAIT = 60.0
 
 
+async def resolve_hub_user(handler: Any) -> dict[str, Any] | None:
+    """Who is asking, for a ``HubAuthenticated`` handler, resolved without blocking.
+
+    HubAuth's sync mode would block the event loop on the hub round trip; ask
+    asynchronously, then apply HubAuthenticated's own checks (access scopes) and cache the
+    result where ``current_user`` looks for it.
+    """
+    model = await handler.hub_auth.get_user(handler, sync=False)
+    user = None
+    if model:
+        try:
+            user = handler.check_hub_user(model)
+        except UserNotAllowed:
+            user = None
+    handler._hub_auth_user_cache = user
+    return user
+
+
 class BaseHandler(HubAuthenticated, web.RequestHandler):
     """JSON in and out; every request must carry a hub token."""
 
@@ -58,16 +76,7 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
     async def prepare(self) -> None:
-        # Ask the hub asynchronously (HubAuth's sync mode would block the event loop),
-        # then hand the result to HubAuthenticated's own checks (access scopes).
-        model = await self.hub_auth.get_user(self, sync=False)
-        user = None
-        if model:
-            try:
-                user = self.check_hub_user(model)
-            except UserNotAllowed:
-                user = None
-        self._hub_auth_user_cache = user
+        user = await resolve_hub_user(self)
         if user is None:
             header = self.request.headers.get("Authorization", "")
             raise web.HTTPError(403 if header else 401, "a valid hub API token is required")
