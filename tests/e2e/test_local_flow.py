@@ -81,6 +81,13 @@ def test_login_to_claude_answer(local_stack: LocalStack, browser) -> None:  # ty
     assert local_stack.upstream.keys_seen() == {local_stack.real_key}
     page.close()
 
+    # Nothing the hub, the key proxy, the course service or the sandbox server logged holds a
+    # key, a sandbox token, the question or the answer.
+    log = local_stack.log_text()
+    assert "Starting service" in log or "Spawning" in log, "the log is the whole stack's"
+    for secret in (local_stack.real_key, "chs1.", "What is attention in transformers?", ANSWER):
+        assert secret not in log, f"{secret[:12]}... appears in the log"
+
 
 def _sandbox_processes(user: str) -> list[psutil.Process]:
     """The user's single-user server and everything it started (Claude among them)."""
