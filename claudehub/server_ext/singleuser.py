@@ -6,7 +6,9 @@ jupyterhub-singleuser through this module, which only changes *what gets importe
 * optional format-checker plugins of jsonschema (pulled in by jupyter_events' validator:
   a grammar parser, colour tables, ...) are marked absent, so jsonschema skips those formats;
   jupyter-server's event schemas do not use them; likewise aiohttp's optional c-ares DNS
-  resolver (it falls back to the system resolver);
+  resolver (it falls back to the system resolver), the compiled parsers of aiohttp and PyYAML
+  (their pure-Python twins, loaded anyway, serve a few hub requests and the start-up schemas)
+  and curses (tornado only asks it whether a tty has colours);
 * the hub-side database layer (SQLAlchemy, the ORM, alembic), which the single-user server
   imports only because `jupyterhub.scopes` and `jupyterhub.utils` are shared with the hub, is
   not loaded: the single-user server never touches it (its scope checks run with
@@ -26,9 +28,11 @@ Nothing else differs from `jupyterhub-singleuser` (same arguments, same environm
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib.machinery
 import importlib.util
+import os
 import signal
 import sys
 import types
@@ -48,6 +52,19 @@ OPTIONAL_ABSENT = (
     # aiohttp (the hub client) then resolves names with the system resolver in a thread
     "aiodns",
     "pycares",
+    # aiohttp's compiled HTTP/websocket parsers (~0.7 MB resident): the hub client makes a
+    # request every few minutes (activity) and at login; aiohttp's pure-Python parsers, which
+    # it imports anyway, serve those
+    "aiohttp._http_parser",
+    "aiohttp._http_writer",
+    "aiohttp._websocket.reader_c",
+    "aiohttp._websocket.mask",
+    # tornado's log formatter imports curses only to ask a tty whether it has colours; the
+    # server's stderr is a log file or pipe, and without it the formatter writes plain text
+    "curses",
+    # PyYAML's libyaml binding: jupyter-events parses its few event schemas once at start-up,
+    # the pure-Python parser does that as well (and is loaded anyway)
+    "yaml._yaml",
 )
 
 #: modules loaded on first attribute access instead of at import
@@ -151,9 +168,29 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def use_uvloop() -> bool:
+    """Run the event loop on uvloop if ``CLAUDEHUB_EVENT_LOOP=uvloop`` (off by default).
+
+    Measured, not assumed (benchmarks/terminal/RESULTS.md, 2026-11-27): paired runs of the
+    keystroke echo test against two servers that differ only in the loop show no robust gain
+    (p50 0.285 vs 0.281 ms over 10 rounds; earlier pairs -0.07, -0.03, +0.004 ms): a
+    keystroke's cost is in tornado's websocket/iostream code and the syscalls, not in the
+    loop. uvloop costs ~2.2 MB of idle RSS, against a 60 MB budget. The switch stays for
+    re-measuring; it must take effect before the first loop exists."""
+    if os.environ.get("CLAUDEHUB_EVENT_LOOP", "asyncio") != "uvloop":
+        return False
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     prepare()
+    use_uvloop()
     from tornado.ioloop import IOLoop
 
     # the loop jupyter-server will run (it uses IOLoop.current() too)

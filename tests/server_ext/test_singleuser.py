@@ -163,3 +163,12 @@ def test_end_session_asks_the_hub_to_stop_this_server(server: Server) -> None:
     assert resp.status_code == 202, resp.text
     assert server.hub.stopped.wait(5)
     assert ("DELETE", f"/hub/api/users/{server.hub.user}/server") in server.hub.requests
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_lean_server_leaves_out_what_it_does_not_need(server: Server) -> None:
+    # idle RSS budget (benchmarks/terminal/RESULTS.md): optional compiled modules stay
+    # unloaded, and the event loop is asyncio's unless CLAUDEHUB_EVENT_LOOP=uvloop
+    maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+    for lib in ("aiohttp/_http_parser", "yaml/_yaml", "_curses", "uvloop/loop"):
+        assert lib not in maps, lib
