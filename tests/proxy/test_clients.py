@@ -37,6 +37,29 @@ QUIET_CLI_ENV = {
 }
 
 
+async def claude_print_as_nobody(
+    claude_cli: Path, home: Path, env: dict[str, str], wait_s: float
+) -> tuple[int | None, bytes, bytes]:
+    """``claude -p "Say something."`` as the unprivileged user, with exactly ``env``."""
+    proc = await asyncio.create_subprocess_exec(
+        "runuser",
+        "-u",
+        "nobody",
+        "--",
+        "env",
+        "-i",
+        *[f"{k}={v}" for k, v in env.items()],
+        str(claude_cli),
+        "-p",
+        "Say something.",
+        cwd=str(home),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), wait_s)
+    return proc.returncode, out, err
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("as_bearer", [False, True], ids=["x-api-key", "bearer"])
 async def test_anthropic_sdk_json_and_streaming(
@@ -168,24 +191,9 @@ async def test_claude_code_print_mode_as_an_unprivileged_user(
     tok = token("nobody-user")
     with nobody_home() as home:
         env = dict(QUIET_CLI_ENV, HOME=str(home), ANTHROPIC_BASE_URL=proxy.url, **{variable: tok})
-        proc = await asyncio.create_subprocess_exec(
-            "runuser",
-            "-u",
-            "nobody",
-            "--",
-            "env",
-            "-i",
-            *[f"{k}={v}" for k, v in env.items()],
-            str(claude_cli),
-            "-p",
-            "Say something.",
-            cwd=str(home),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        returncode, out, err = await claude_print_as_nobody(claude_cli, home, env, wait_s=120)
         wrote_config = any(home.iterdir())
-    assert proc.returncode == 0, err.decode()
+    assert returncode == 0, err.decode()
     assert "The key proxy answered." in out.decode()
     assert wrote_config, "the CLI ran as nobody with a usable HOME"
     assert fake_upstream.keys_seen() == {REAL_KEY}
@@ -284,23 +292,8 @@ async def test_claude_code_shows_why_it_was_refused_at_once(
         env = dict(
             QUIET_CLI_ENV, HOME=str(home), ANTHROPIC_BASE_URL=proxy.url, ANTHROPIC_API_KEY=token()
         )
-        proc = await asyncio.create_subprocess_exec(
-            "runuser",
-            "-u",
-            "nobody",
-            "--",
-            "env",
-            "-i",
-            *[f"{k}={v}" for k, v in env.items()],
-            str(claude_cli),
-            "-p",
-            "Say something.",
-            cwd=str(home),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    text = out.decode()
+        _, out, err = await claude_print_as_nobody(claude_cli, home, env, wait_s=60)
+    text = out.decode() + err.decode()
     assert "no Anthropic API key configured" in text and "ANTHROPIC_API_KEY" in text
     assert proxy.metrics.requests == {("/v1/messages", 401): 1}
     assert fake_upstream.requests == []
