@@ -31,6 +31,7 @@ class LocalStack:
     upstream: FakeAnthropic
     process: subprocess.Popen[bytes]
     log: Path
+    keyproxy_url: str
     password: str = PASSWORD
     real_key: str = REAL_KEY
 
@@ -99,7 +100,14 @@ def start_local_stack(
     except RuntimeError:
         _stop(proc)
         raise
-    return LocalStack(url=url, state_dir=tmp / "state", upstream=upstream, process=proc, log=log)
+    return LocalStack(
+        url=url,
+        state_dir=tmp / "state",
+        upstream=upstream,
+        process=proc,
+        log=log,
+        keyproxy_url=f"http://127.0.0.1:{env['CLAUDEHUB_KEYPROXY_PORT']}",
+    )
 
 
 def stop_local_stack(stack: LocalStack) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from tests.e2e.conftest import LocalStack
 
@@ -196,4 +198,44 @@ def test_walk_a_stage_and_progress_survives_reload(local_stack: LocalStack, brow
     assert page.locator("#progress-summary").inner_text() == "1 of 3 stages complete"
     # The right answer never reached the browser: not in the page, not in any API reply.
     assert "correctAnswer" not in page.content()
+    page.close()
+
+
+def test_end_session_stops_the_server_and_its_token_dies(local_stack: LocalStack, browser) -> None:  # type: ignore[no-untyped-def]
+    """ "End session" stops the user's server, and its sandbox token stops working in <= 60 s."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    login(page, local_stack, "erin")
+    wait_for_terminal(page, "❯")
+    claude = [env for cmd, env in _process_views(_sandbox_processes("erin")) if "claude" in cmd]
+    token = claude[-1]["ANTHROPIC_API_KEY"]
+    body = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    ok = requests.post(
+        f"{local_stack.keyproxy_url}/v1/messages",
+        json=body,
+        headers={"x-api-key": token},
+        timeout=10,
+    )
+    assert ok.status_code == 200, ok.text
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#end-session")
+    page.wait_for_selector("#ended-banner:not([hidden])", timeout=30_000)
+    deadline = time.monotonic() + 30
+    while _sandbox_processes("erin") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _sandbox_processes("erin"), "the server and Claude are gone"
+
+    deadline = time.monotonic() + 60
+    while True:
+        refused = requests.post(
+            f"{local_stack.keyproxy_url}/v1/messages",
+            json=body,
+            headers={"x-api-key": token},
+            timeout=10,
+        )
+        if refused.status_code == 401 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert refused.status_code == 401, "the token outlived its server by more than 60 s"
+    assert refused.json()["error"]["type"] == "authentication_error"
     page.close()
