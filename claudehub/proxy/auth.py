@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from claudehub.proxy.metrics import Metrics
+from claudehub.proxy.tasks import cancel_and_wait
 from claudehub.proxy.tokens import InvalidToken, TokenClaims, verify_token
 
 log = logging.getLogger("claudehub.proxy")
@@ -275,13 +276,8 @@ class HubPoller:
         self._task = asyncio.ensure_future(self.run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -29,6 +29,7 @@ from claudehub.proxy.errors import error_response
 from claudehub.proxy.exchange import Exchange
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.metrics import Metrics
+from claudehub.proxy.tasks import cancel_and_wait
 from claudehub.proxy.upstream import UpstreamPool, UpstreamTarget
 from claudehub.proxy.usage import UsageRecorder
 
@@ -236,12 +237,7 @@ class KeyProxyServer:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            try:
-                await self._sweeper
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._sweeper)
         self.pool.close()
         if self.server is not None:
             await self.server.wait_closed()

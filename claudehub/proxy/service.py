@@ -22,6 +22,7 @@ from claudehub.proxy.auth import HubPoller, TokenAuthenticator
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.metrics import Metrics
 from claudehub.proxy.server import KeyProxyServer, ProxySettings
+from claudehub.proxy.tasks import cancel_and_wait
 from claudehub.proxy.usage import UsageRecorder, UsageStore, day_string
 
 log = logging.getLogger("claudehub.proxy")
@@ -162,12 +163,7 @@ class KeyProxy:
         if self._stopped:
             return
         self._stopped = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            try:
-                await self._watcher
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._watcher)
         if self.poller is not None:
             await self.poller.stop()
         await self.server.shutdown(grace)

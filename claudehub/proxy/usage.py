@@ -18,6 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from claudehub.proxy.tasks import cancel_and_wait
+
 log = logging.getLogger("claudehub.proxy")
 
 _DECODER = json.JSONDecoder()
@@ -362,13 +364,8 @@ class UsageRecorder:
         self._task = asyncio.ensure_future(self.run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.flush()
         if self.store is not None:
             await self.run_in_db(self.store.close)
