@@ -48,8 +48,6 @@ SECRET_ENV_NAMES = frozenset(
 #: Real Anthropic keys look like this; sandbox tokens never do.
 REAL_KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
 
-CourseChoices = Callable[[Any], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
-
 
 def scrub_environment(env: dict[str, str], real_keys: list[str]) -> dict[str, str]:
     """Return ``env`` without any secret a sandbox must not see.
@@ -146,12 +144,15 @@ class SandboxSpawnerMixin(HasTraits):
     model = Unicode("", help="The model the sandbox runs (set from the user's choice).")
     course_id = Unicode("", help="The course the sandbox opens (set from the user's choice).")
 
-    @validate("progress_url", "keyproxy_url")
-    def _slash(self, proposal: dict[str, Any]) -> str:
+    @validate("progress_url")
+    def _progress_url_ends_in_slash(self, proposal: dict[str, Any]) -> str:
         url = str(proposal["value"])
-        if proposal["trait"].name == "progress_url" and url and not url.endswith("/"):
-            url += "/"
-        return url.rstrip("/") if proposal["trait"].name == "keyproxy_url" else url
+        return url if not url or url.endswith("/") else url + "/"
+
+    @validate("keyproxy_url")
+    def _keyproxy_url_has_no_slash(self, proposal: dict[str, Any]) -> str:
+        # The CLI appends /v1/messages to ANTHROPIC_BASE_URL itself.
+        return str(proposal["value"]).rstrip("/")
 
     # -- tokens ------------------------------------------------------------------------
 
