@@ -72,9 +72,16 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     ack_window = Int(
         512 * 1024,
-        help="""Characters that may be sent to a browser tab and not yet drawn by it, for tabs
+        help="""Bytes of output (UTF-8) that may be sent to a browser tab and not yet drawn by it, for tabs
         that acknowledge what they draw (the page does). Beyond this the terminal's output is
         held back, so a flood never queues more than this in the browser. 0: no window.""",
+    ).tag(config=True)
+
+    ping_interval = Float(
+        30.0,
+        help="""Seconds between the terminal websocket's keep-alive pings; a connection that
+        sends nothing for a whole interval after a ping is closed (a tab that vanished without
+        closing its socket). 0: no pings.""",
     ).tag(config=True)
 
     activity_interval = Float(

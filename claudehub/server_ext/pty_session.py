@@ -5,7 +5,7 @@ keeps a bounded replay buffer for tabs that attach later, and fans the output ou
 attached clients. Flow control: any attached client may ask to *pause*; while at least one
 (non-expired) pause is outstanding the pty's fd reader is removed, so the kernel's pty buffer
 fills and the producer (e.g. ``yes``) blocks instead of flooding the browser. A client may
-also acknowledge what it has drawn; then at most ``ack_window`` characters are in flight to
+also acknowledge what it has drawn; then at most ``ack_window`` bytes are in flight to
 it (sent, not drawn) before the pty stops being read. A pause or a full window that is not
 lifted within ``pause_timeout`` seconds stops counting (a throttled background tab must not
 stall the foreground one).
@@ -42,7 +42,9 @@ class OutputFilter(Protocol):
 class SessionClient(Protocol):
     """What a session needs from an attached client (the websocket handler)."""
 
-    def send_output(self, text: str) -> None: ...
+    def send_output(self, data: bytes) -> None:
+        """Output, UTF-8 encoded (always whole characters)."""
+        ...
 
     def send_event(self, kind: str, payload: Any) -> None: ...
 
@@ -120,7 +122,7 @@ class PtySession:
         self._on_marker = on_marker
         self._clients: list[SessionClient] = []
         self._pauses: dict[SessionClient, asyncio.TimerHandle] = {}
-        # send window: characters sent to / acknowledged (drawn) by clients that send acks
+        # send window: bytes sent to / acknowledged (drawn) by clients that send acks
         self.ack_window = ack_window
         self._sent: dict[SessionClient, int] = {}
         self._acked: dict[SessionClient, int] = {}
@@ -178,7 +180,7 @@ class PtySession:
             text = f"\r\nclaudehub: could not start {self.argv[0]!r}: {e}\r\n"
             self.replay.append(text)
             for client in self._clients:
-                client.send_output(text)
+                client.send_output(text.encode())
                 client.send_event("exit", self.exit_info())
             return
         self._fd = self._proc.fd
@@ -237,7 +239,7 @@ class PtySession:
     def attach(self, client: SessionClient) -> None:
         """Attach a client: it receives the replay buffer now and all output from here on."""
         self._clients.append(client)
-        replay = self.replay.text()
+        replay = self.replay.text().encode()
         self._sent[client] = len(replay)
         if replay:
             client.send_output(replay)
@@ -282,16 +284,16 @@ class PtySession:
     def resume(self, client: SessionClient) -> None:
         self._drop_pause(client)
 
-    def ack(self, client: SessionClient, chars: int) -> None:
-        """``client`` has drawn the first ``chars`` characters it was sent since attaching.
+    def ack(self, client: SessionClient, drawn: int) -> None:
+        """``client`` has drawn the first ``drawn`` bytes of output it was sent since attaching.
 
         A client that acknowledges gets a send window: while more than ``ack_window``
-        characters sent to it are not drawn yet, the pty is not read. Pause/resume alone
+        bytes sent to it are not drawn yet, the pty is not read. Pause/resume alone
         cannot bound that: what is in flight (socket buffers, proxies) when a pause is sent
         can be megabytes."""
         if client not in self._clients:
             return
-        self._acked[client] = max(chars, self._acked.get(client, 0))
+        self._acked[client] = max(drawn, self._acked.get(client, 0))
         if self._sent.get(client, 0) - self._acked[client] <= self.ack_window // 2:
             self._unblock(client)
 
@@ -445,10 +447,11 @@ class PtySession:
             return
         self._on_activity()
         self.replay.append(text)
-        n = len(text)
+        data = text.encode()
+        n = len(data)
         for client in self._clients:
             self._sent[client] = self._sent.get(client, 0) + n
-            client.send_output(text)
+            client.send_output(data)
         if self._acked:
             self._check_windows()
             if self._blocked:
@@ -480,8 +483,10 @@ class PtySession:
             self._forward_markers()
         if tail:
             self.replay.append(tail)
+            data = tail.encode()
             for client in self._clients:
-                client.send_output(tail)
+                self._sent[client] = self._sent.get(client, 0) + len(data)
+                client.send_output(data)
         self._poll_exit(0)
 
     def _poll_exit(self, attempt: int) -> None:

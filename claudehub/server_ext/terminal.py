@@ -1,18 +1,23 @@
 """The terminal websocket at {base_url}claude/terminal and the sessions behind it.
 
-Wire protocol: terminado's JSON messages plus flow control and lifecycle.
+Wire protocol: terminado's JSON messages plus flow control and lifecycle. A client that offers
+the websocket subprotocol ``claudehub.v2`` (the page does) gets the terminal's output as
+binary frames of UTF-8 instead of ``["stdout", text]``: no JSON escaping of every byte on the
+server and no parsing in the browser (xterm.js takes the bytes as they are). Every other
+message is the same JSON text frame in both modes.
 
 client -> server
     ["stdin", text]                   keystrokes
     ["set_size", rows, cols, ...]     the window changed (extra items ignored)
     ["pause"] / ["resume"]            flow control: stop / restart reading the pty
-    ["ack", n]                        flow control: the first n characters (since this
-                                      connection opened) are drawn; a client that acks gets
-                                      a send window (ClaudeHubApp.ack_window)
+    ["ack", n]                        flow control: the first n bytes (UTF-8) of output since
+                                      this connection opened are drawn; a client that acks
+                                      gets a send window (ClaudeHubApp.ack_window)
     ["restart"]                       start the command again after it exited
 server -> client
     ["setup", {"pid", "alive", "mode"}]    on connect
-    ["stdout", text]                  output (the replay buffer first, on connect)
+    ["stdout", text]                  output (the replay buffer first, on connect);
+                                      with claudehub.v2: a binary frame of UTF-8
     ["exit", {"status", "signal"}]    the process ended (also on connect, if it had)
     ["started", {"pid"}]              the process was started again: reset the screen
     ["marker", event]                 a tutor marker was found (and stripped) in the output
@@ -30,11 +35,9 @@ from jupyter_core.utils import ensure_async
 from jupyter_server._tz import utcnow
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
-from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
-from tornado.ioloop import IOLoop
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from . import websocket
 from .pty_session import PtySession
 
 if TYPE_CHECKING:
@@ -62,6 +65,8 @@ class SessionManager:
         self.app = app
         self.shared: PtySession | None = None
         self.private: set[PtySession] = set()
+        self.connections: set[TerminalConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._last_activity = 0.0
         self._filter_factory = _marker_filter_factory()
 
@@ -99,6 +104,12 @@ class SessionManager:
             self.shared.start()
         return self.shared
 
+    def release_soon(self, session: PtySession) -> None:
+        """``release`` in a task of its own (from a callback that cannot wait)."""
+        task = asyncio.get_running_loop().create_task(self.release(session))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def release(self, session: PtySession) -> None:
         """A connection closed. Private sessions end with it; the shared one lives on."""
         if session in self.private and not session.clients:
@@ -106,16 +117,19 @@ class SessionManager:
             await session.terminate()
 
     async def shutdown(self) -> None:
-        """The server stops: so do the terminal processes."""
+        """The server stops: so do the terminal processes and their connections."""
+        for connection in list(self.connections):
+            connection.close(websocket.GOING_AWAY, "the server is stopping")
         sessions = list(self.private) + ([self.shared] if self.shared else [])
         await asyncio.gather(*(s.terminate(grace=1.0) for s in sessions))
 
 
-class TerminalSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):
-    """The browser end of the Claude terminal."""
+class TerminalSocket(JupyterHandler):
+    """The HTTP end of the terminal websocket: authentication, authorization, the origin
+    check and the upgrade. The connection itself then runs as a TerminalConnection on the
+    raw socket (see ``websocket.py`` for why not tornado's WebSocketHandler)."""
 
     auth_resource = AUTH_RESOURCE
-    session: PtySession | None = None
 
     @property
     def sessions(self) -> SessionManager:
@@ -123,31 +137,78 @@ class TerminalSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):
         return sessions
 
     @ws_authenticated
-    async def get(self, *args: Any, **kwargs: Any) -> None:
+    async def get(self) -> None:
         user = self.current_user
         if not await ensure_async(
             self.authorizer.is_authorized(self, user, "execute", self.auth_resource)
         ):
             self.log.warning("claude terminal: %s is not authorized", user.username)
             raise web.HTTPError(403)
-        await ensure_async(super().get(*args, **kwargs))  # type: ignore[arg-type]
+        if not self.check_origin():
+            # a page on another site must not drive the user's Claude with their cookie
+            raise web.HTTPError(403, "Cross origin websockets are not allowed.")
+        binary = BINARY_SUBPROTOCOL in websocket.requested_subprotocols(self.request.headers)
+        try:
+            handshake = websocket.handshake_response(
+                self.request.method or "",
+                self.request.headers,
+                BINARY_SUBPROTOCOL if binary else None,
+            )
+        except websocket.HandshakeError as e:
+            error = web.HTTPError(e.status, e.message)
+            error.headers = e.headers  # type: ignore[attr-defined]  # for write_error
+            raise error from None
+        connection = TerminalConnection(
+            self.sessions,
+            self.log,
+            binary_output=binary,
+            max_message_size=self.settings.get("websocket_max_message_size", 10 << 20),
+            ping_interval=self.sessions.app.ping_interval,
+        )
+        self.set_status(101)
+        self.application.log_request(self)
+        stream = self.detach()
+        initial = b""
+        # the client may (against RFC 6455 4.1, but harmlessly) send before our answer
+        pending = getattr(stream, "_read_buffer_size", 0)
+        if pending:
+            initial = await stream.read_bytes(pending)
+        await websocket.serve(stream, connection, handshake, initial)
 
-    def get_compression_options(self) -> dict[str, Any] | None:
-        # terminal output is mostly tiny frames where deflate costs more than it saves
-        return None
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # send_error() clears the headers first: the ones the answer needs go on here
+        # (426 must say which websocket version to retry with, RFC 6455 4.4)
+        exc_info = kwargs.get("exc_info")
+        for name, value in getattr(exc_info and exc_info[1], "headers", {}).items():
+            self.set_header(name, value)
+        super().write_error(status_code, **kwargs)
 
-    # tornado's own keep-alive pings, in seconds (WebSocketMixin's are in ms and conflict)
-    @property
-    def ping_interval(self) -> float:
-        return 30.0
 
-    @property
-    def ping_timeout(self) -> float:
-        return 30.0
+class TerminalConnection(websocket.WebSocketConnection):
+    """One browser tab's terminal connection, attached to the session it shows."""
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        # not WebSocketMixin.open: it would start a second, millisecond-based ping timer
-        self.set_nodelay(True)
+    def __init__(
+        self,
+        sessions: SessionManager,
+        log: Any,
+        *,
+        binary_output: bool,
+        max_message_size: int,
+        ping_interval: float,
+    ) -> None:
+        super().__init__(
+            max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            high_water=CONGESTED_BYTES,
+            low_water=DECONGESTED_BYTES,
+        )
+        self.sessions = sessions
+        self.log = log
+        self.session: PtySession | None = None
+        self.binary_output = binary_output
+
+    def on_open(self) -> None:
+        self.sessions.connections.add(self)
         session = self.session = self.sessions.open()
         self._send(
             [
@@ -195,45 +256,34 @@ class TerminalSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):
                 for client in session.clients:
                     client.send_event("started", {"pid": session.pid})
 
+    def on_congestion(self, congested: bool) -> None:
+        if self.session is not None:
+            self.session.congested(self, congested)
+
     def on_close(self) -> None:
+        self.sessions.connections.discard(self)
         session, self.session = self.session, None
         if session is not None:
             session.detach(self)
-            IOLoop.current().add_callback(self.sessions.release, session)
+            self.sessions.release_soon(session)
 
     # ------------------------------------------------------------------ SessionClient
 
-    def send_output(self, text: str) -> None:
-        self._send(["stdout", text])
+    def send_output(self, data: bytes) -> None:
+        if self.binary_output:
+            self.send_bytes(data)
+        else:
+            self._send(["stdout", data.decode()])
 
     def send_event(self, kind: str, payload: Any) -> None:
         self._send([kind, payload])
 
-    _unsent = 0  # bytes handed to the connection and not yet written to the socket
-
     def _send(self, msg: list[Any]) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            return
-        data = json.dumps(msg)
-        try:
-            fut = self.write_message(data)
-        except WebSocketClosedError:
-            return
-        size = len(data)
-        self._unsent += size
-        if self._unsent - size <= CONGESTED_BYTES < self._unsent and self.session is not None:
-            self.session.congested(self, True)
-        fut.add_done_callback(lambda f: self._written(f, size))
-
-    def _written(self, fut: Any, size: int) -> None:
-        if not fut.cancelled():
-            fut.exception()  # retrieved: a write racing a closing socket is not an error
-        before = self._unsent
-        self._unsent -= size
-        if self._unsent <= DECONGESTED_BYTES < before and self.session is not None:
-            self.session.congested(self, False)
+        self.send_text(json.dumps(msg))
 
 
+#: the subprotocol in which output travels as binary frames of UTF-8
+BINARY_SUBPROTOCOL = "claudehub.v2"
 #: a connection holding more unsent output than this stops the terminal from being read ...
 CONGESTED_BYTES = 1 << 20
 #: ... until it is down to this

@@ -29,12 +29,14 @@ def jp_server_config(claude_command: list[str]) -> dict[str, Any]:
 
 
 class Term:
-    """A websocket client of {base_url}claude/terminal, speaking the page's protocol."""
+    """A websocket client of {base_url}claude/terminal, speaking the page's protocol
+    (claudehub.v2: output in binary frames; ``received`` counts its bytes, as acks do)."""
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.events: list[list[Any]] = []
         self.output = ""
+        self.received = 0
         self.setup: dict[str, Any] = {}
 
     async def send(self, *msg: Any) -> None:
@@ -46,6 +48,9 @@ class Term:
     async def next(self, wait: float = 10) -> list[Any]:
         raw = await asyncio.wait_for(self.ws.read_message(), wait)
         assert raw is not None, "websocket closed"
+        if isinstance(raw, bytes):
+            self.received += len(raw)
+            raw = json.dumps(["stdout", raw.decode()])
         msg = json.loads(raw)
         if msg[0] == "stdout":
             self.output += msg[1]
@@ -77,7 +82,8 @@ def open_term(jp_ws_fetch: Any) -> Any:
     terms: list[Term] = []
 
     async def _open() -> Term:
-        ws = await jp_ws_fetch("claude", "terminal")
+        ws = await jp_ws_fetch("claude", "terminal", subprotocols=["claudehub.v2"])
+        assert ws.selected_subprotocol == "claudehub.v2"
         term = Term(ws)
         terms.append(term)
         term.setup = (await term.event("setup"))[1]

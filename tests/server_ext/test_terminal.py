@@ -175,36 +175,46 @@ async def test_a_command_that_cannot_start_is_reported(open_term: Any) -> None:
 
 
 async def test_send_window_holds_output_until_the_client_has_drawn_it(open_term: Any) -> None:
-    """A client that acknowledges what it draws never has more than the window in flight,
-    whatever the socket buffers between them could hold."""
+    """A client that acknowledges what it draws never has more than the window (in bytes of
+    UTF-8: the flood is two-byte characters) in flight, whatever the socket buffers between
+    them could hold."""
     term = await open_term()
     await term.send("ack", 0)
-    await term.type(
-        "stty -echo; yes 0123456789abcdef0123456789abcdef | head -c 4000000; echo fin-$((1+1))\r"
-    )
-    received = 0
+    await term.type("stty -echo; yes ééééééééééééééééééééé | head -c 4000000; echo fin-$((1+1))\r")
 
-    async def drain(wait: float) -> int:
-        got = 0
+    async def drain(wait: float) -> None:
         with pytest.raises(TimeoutError):
             while True:
-                msg = await term.next(wait=wait)
-                if msg[0] == "stdout":
-                    got += len(msg[1])
-                    term.output = term.output[-100:]
-        return got
+                await term.next(wait=wait)
+                term.output = term.output[-100:]
 
-    received += await drain(1.0)  # no acks: the server stops at the window
+    await drain(1.0)  # no acks: the server stops at the window
     window = 512 * 1024
-    assert window // 2 < received <= window + 300_000
+    assert window // 2 < term.received <= window + 300_000
     async with asyncio.timeout(30):
         while "fin-2" not in term.output:  # now draw (ack) everything as it arrives
-            await term.send("ack", received)
-            msg = await term.next()
+            await term.send("ack", term.received)
+            await term.next()
+            term.output = term.output[-100:]
+    assert term.received >= 4_000_000
+
+
+async def test_a_client_without_the_binary_subprotocol_gets_terminado_json(
+    jp_ws_fetch: Any,
+) -> None:
+    """terminado-protocol clients (the shared benchmark harness) still get ["stdout", text]."""
+    ws = await jp_ws_fetch("claude", "terminal")
+    assert ws.selected_subprotocol is None
+    await ws.write_message(json.dumps(["stdin", "echo é-$((2+3))\r"]))
+    seen = ""
+    async with asyncio.timeout(10):
+        while "é-5" not in seen:
+            raw = await ws.read_message()
+            assert isinstance(raw, str), "binary frame sent to a terminado client"
+            msg = json.loads(raw)
             if msg[0] == "stdout":
-                received += len(msg[1])
-                term.output = term.output[-100:]
-    assert received >= 4_000_000
+                seen += msg[1]
+    ws.close()
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
 /* The Claude page: an xterm.js terminal on {base_url}claude/terminal.
  *
- * Protocol: terminado's JSON messages (["stdin", s], ["stdout", s], ["set_size", rows, cols])
- * plus ["pause"] / ["resume"] flow control, ["restart"], and the server's ["setup", {...}],
- * ["exit", {...}], ["started", {...}], ["marker", event].
+ * Protocol: terminado's JSON messages (["stdin", s], ["set_size", rows, cols]) plus ["pause"] /
+ * ["resume"] / ["ack", n] flow control, ["restart"], and the server's ["setup", {...}],
+ * ["exit", {...}], ["started", {...}], ["marker", event]. The page speaks the "claudehub.v2"
+ * subprotocol: output arrives as binary frames of UTF-8, handed to xterm.js as they are.
  *
- * Flow control (the xterm.js guide's watermark scheme): every FC_CHUNK characters written,
+ * Flow control (the xterm.js guide's watermark scheme): every FC_CHUNK bytes written,
  * a write callback is attached; when more than FC_HIGH callbacks are outstanding (xterm has
  * not parsed that much yet) the page asks the server to stop reading the pty, and asks it to
  * resume once fewer than FC_LOW are left. So a flood (`yes`) stays a few hundred KB ahead of
@@ -46,7 +47,7 @@
   var retries = 0;
   // flow-control state, reset for every connection
   var written = 0;
-  var total = 0; // characters handed to xterm.js since this connection opened
+  var total = 0; // bytes of output handed to xterm.js since this connection opened
   var pending = 0;
   var paused = false;
   // flow-control counters, for diagnostics (window.claudehub.flow)
@@ -72,6 +73,7 @@
   }
 
   function output(data) {
+    // data: a Uint8Array of UTF-8 (claudehub.v2), or text from a server without it
     written += data.length;
     total += data.length;
     flow.received += data.length;
@@ -103,6 +105,10 @@
   }
 
   function onMessage(ev) {
+    if (typeof ev.data !== "string") {
+      output(new Uint8Array(ev.data));
+      return;
+    }
     var msg = JSON.parse(ev.data);
     switch (msg[0]) {
       case "stdout":
@@ -139,7 +145,8 @@
 
   function connect() {
     var proto = location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(proto + location.host + config.terminalUrl);
+    var socket = new WebSocket(proto + location.host + config.terminalUrl, ["claudehub.v2"]);
+    socket.binaryType = "arraybuffer";
     ws = socket;
     written = 0;
     total = 0;
