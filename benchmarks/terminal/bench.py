@@ -315,10 +315,11 @@ class TerminadoSession(WsSession):
 
 
 class ClaudehubSession(TerminadoSession):
-    """claudehub's terminal: terminado's JSON protocol plus flow control as the page's JS
-    (claudehub/server_ext/static/claude.js) does it: a write callback every 100000 chars,
-    ["pause"] above 4 outstanding callbacks, ["resume"] below 2, and ["ack", n] (n = chars
-    drawn so far) in every callback, which gives the client a send window on the server.
+    """claudehub's terminal as the page (claudehub/server_ext/static/claude.js) speaks it: the
+    "claudehub.v2" subprotocol (output in binary frames of UTF-8, everything else terminado's
+    JSON) plus flow control: a write callback every 100000 bytes, ["pause"] above 4
+    outstanding callbacks, ["resume"] below 2, and ["ack", n] (n = bytes drawn so far) in every
+    callback, which gives the client a send window on the server.
     Outside the flood test the client "draws" what it receives at once (acks on receipt)."""
 
     protocol = "claudehub"
@@ -333,7 +334,8 @@ class ClaudehubSession(TerminadoSession):
         self._acked = 0
 
     async def open(self) -> None:
-        await super().open()
+        await self._connect(["claudehub.v2"])
+        await self.ws.send(json.dumps(["set_size", ROWS, COLS, 600, 800]))
         await self.ws.send('["ack", 0]')
 
     async def ack(self, chars: int) -> None:
@@ -347,13 +349,13 @@ class ClaudehubSession(TerminadoSession):
                 msg = await self.ws.recv()
             except ConnectionClosed:
                 return None
-            m = json.loads(msg)
-            if m[0] == "stdout":
-                self._received += len(m[1])
+            if isinstance(msg, bytes):
+                self._received += len(msg)
                 if self.auto_ack and self._received - self._acked >= self.ack_every:
                     self._acked = self._received
                     await self.ack(self._received)
-                return m[1].encode("utf-8", "surrogateescape")
+                return msg
+            m = json.loads(msg)
             if m[0] == "disconnect":
                 return None
 

@@ -69,7 +69,8 @@ wait_port() {
 }
 
 # --- reference servers
-"$TTYD" -d 1 -i 127.0.0.1 -p "$TTYD_PORT" -W -- "${SHELL_CMD[@]}" >"$OUT/ttyd.log" 2>&1 &
+# under /ttyd, so that CHP can route that prefix to it unchanged (ttyd+chp)
+"$TTYD" -d 1 -i 127.0.0.1 -p "$TTYD_PORT" -b /ttyd -W -- "${SHELL_CMD[@]}" >"$OUT/ttyd.log" 2>&1 &
 TTYD_PID=$!; pids+=("$TTYD_PID")
 "$PY" terminado_server.py --port "$TERMINADO_PORT" -- "${SHELL_CMD[@]}" >"$OUT/terminado.log" 2>&1 &
 TERMINADO_PID=$!; pids+=("$TERMINADO_PID")
@@ -104,6 +105,9 @@ read -r CH_PID _ _ CH_TOKEN <"$WORK/claudehub.info"
 # route /user/bench/ to claudehub, the way JupyterHub adds a user's server to CHP
 curl -fs -X POST -H "Authorization: token $CONFIGPROXY_AUTH_TOKEN" \
   -d "{\"target\": \"http://127.0.0.1:$CH_PORT\"}" "http://127.0.0.1:$CHP_API_PORT/api/routes/user/bench"
+# and /ttyd to ttyd: the reference C server behind the same proxy hop (ttyd+chp)
+curl -fs -X POST -H "Authorization: token $CONFIGPROXY_AUTH_TOKEN" \
+  -d "{\"target\": \"http://127.0.0.1:$TTYD_PORT\"}" "http://127.0.0.1:$CHP_API_PORT/api/routes/ttyd"
 if curl -fs -o /dev/null -H "Authorization: token $TOKEN" "http://127.0.0.1:$JS_PORT/claude"; then
   echo "the stock jupyter-server has the claudehub extension loaded" >&2; exit 1
 fi
@@ -128,12 +132,13 @@ run() {
 }
 AUTH="Authorization: token $TOKEN"
 CH_AUTH="Authorization: token $CH_TOKEN"
-ONLY="${TB_TARGETS:-raw,ttyd,ttyd-nodeflate,terminado,terminado+chp,jupyter-server,claudehub,claudehub+chp}"
+ONLY="${TB_TARGETS:-raw,ttyd,ttyd-nodeflate,ttyd+chp,terminado,terminado+chp,jupyter-server,claudehub,claudehub+chp}"
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 want raw && run raw --target raw
-want ttyd && run ttyd --target ttyd --url "ws://127.0.0.1:$TTYD_PORT/ws" --server-pid "$TTYD_PID"
-want ttyd-nodeflate && TB_WS_COMPRESSION=none run ttyd-nodeflate --target ttyd --url "ws://127.0.0.1:$TTYD_PORT/ws" --server-pid "$TTYD_PID"
+want ttyd && run ttyd --target ttyd --url "ws://127.0.0.1:$TTYD_PORT/ttyd/ws" --server-pid "$TTYD_PID"
+want ttyd-nodeflate && TB_WS_COMPRESSION=none run ttyd-nodeflate --target ttyd --url "ws://127.0.0.1:$TTYD_PORT/ttyd/ws" --server-pid "$TTYD_PID"
+want ttyd+chp && run ttyd+chp --target ttyd --url "ws://127.0.0.1:$CHP_PORT/ttyd/ws" --server-pid "$TTYD_PID"
 want terminado && run terminado --target terminado --url "ws://127.0.0.1:$TERMINADO_PORT/websocket" --server-pid "$TERMINADO_PID"
 want terminado+chp && run terminado+chp --target terminado --url "ws://127.0.0.1:$CHP_PORT/websocket" --server-pid "$TERMINADO_PID"
 want jupyter-server && run jupyter-server --target custom --protocol terminado \
