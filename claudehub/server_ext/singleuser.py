@@ -171,12 +171,11 @@ def freeze_startup_heap() -> None:
 def use_uvloop() -> bool:
     """Run the event loop on uvloop if ``CLAUDEHUB_EVENT_LOOP=uvloop`` (off by default).
 
-    Measured, not assumed (benchmarks/terminal/RESULTS.md, 2026-11-27): paired runs of the
-    keystroke echo test against two servers that differ only in the loop show no robust gain
-    (p50 0.285 vs 0.281 ms over 10 rounds; earlier pairs -0.07, -0.03, +0.004 ms): a
-    keystroke's cost is in tornado's websocket/iostream code and the syscalls, not in the
-    loop. uvloop costs ~2.2 MB of idle RSS, against a 60 MB budget. The switch stays for
-    re-measuring; it must take effect before the first loop exists."""
+    Measured, not assumed (benchmarks/terminal/RESULTS.md, 2026-11-27): with tornado's
+    websocket and again with claudehub's own websocket transport, runs that differ only in the
+    loop show no consistent gain in keystroke echo or 50-terminal latency, and uvloop costs
+    ~2.2 MB of idle RSS against a 60 MB budget. The switch stays for re-measuring; it must
+    take effect before the first loop exists."""
     if os.environ.get("CLAUDEHUB_EVENT_LOOP", "asyncio") != "uvloop":
         return False
     try:
