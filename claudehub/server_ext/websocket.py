@@ -471,6 +471,8 @@ async def serve(
         _StreamTransport(stream, protocol).start()
         return
     original = stream.socket
+    if original is None or stream.closed():
+        return  # the client went away during the handshake: nothing was started
     # a second descriptor for the same connection: tornado closes its own one as usual
     sock = socket.socket(fileno=os.dup(original.fileno()))
     stream.close()
