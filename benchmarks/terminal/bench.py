@@ -291,9 +291,10 @@ class TerminadoSession(WsSession):
     client: ["stdin", s], ["set_size", rows, cols, px_h, px_w]."""
 
     protocol = "terminado"
+    subprotocols: list[str] | None = None
 
     async def open(self) -> None:
-        await self._connect(None)
+        await self._connect(self.subprotocols)
         await self.ws.send(json.dumps(["set_size", ROWS, COLS, 600, 800]))
 
     async def send(self, text: str) -> None:
@@ -323,6 +324,7 @@ class ClaudehubSession(TerminadoSession):
     Outside the flood test the client "draws" what it receives at once (acks on receipt)."""
 
     protocol = "claudehub"
+    subprotocols = ["claudehub.v2"]
     supports_flow_control = True
     fc_params = (100000, 4, 2)
     ack_every = 100000
@@ -334,8 +336,7 @@ class ClaudehubSession(TerminadoSession):
         self._acked = 0
 
     async def open(self) -> None:
-        await self._connect(["claudehub.v2"])
-        await self.ws.send(json.dumps(["set_size", ROWS, COLS, 600, 800]))
+        await super().open()
         await self.ws.send('["ack", 0]')
 
     async def ack(self, chars: int) -> None:

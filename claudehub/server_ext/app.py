@@ -72,9 +72,10 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     ack_window = Int(
         512 * 1024,
-        help="""Bytes of output (UTF-8) that may be sent to a browser tab and not yet drawn by it, for tabs
-        that acknowledge what they draw (the page does). Beyond this the terminal's output is
-        held back, so a flood never queues more than this in the browser. 0: no window.""",
+        help="""Bytes of output (UTF-8) that may be sent to a browser tab and not yet drawn by
+        it, for tabs that acknowledge what they draw (the page does). Beyond this the terminal's
+        output is held back, so a flood never queues more than this in the browser. 0: no
+        window.""",
     ).tag(config=True)
 
     ping_interval = Float(

@@ -177,10 +177,8 @@ class PtySession:
             self._proc = None
             self.exit_status = 127
             self._exited.set()
-            text = f"\r\nclaudehub: could not start {self.argv[0]!r}: {e}\r\n"
-            self.replay.append(text)
+            self._fan_out(f"\r\nclaudehub: could not start {self.argv[0]!r}: {e}\r\n")
             for client in self._clients:
-                client.send_output(text.encode())
                 client.send_event("exit", self.exit_info())
             return
         self._fd = self._proc.fd
@@ -446,16 +444,19 @@ class PtySession:
         if not text:
             return
         self._on_activity()
-        self.replay.append(text)
-        data = text.encode()
-        n = len(data)
-        for client in self._clients:
-            self._sent[client] = self._sent.get(client, 0) + n
-            client.send_output(data)
+        self._fan_out(text)
         if self._acked:
             self._check_windows()
             if self._blocked:
                 self._update_reader()
+
+    def _fan_out(self, text: str) -> None:
+        """Keep ``text`` for replay and send it, encoded once, to every attached client."""
+        self.replay.append(text)
+        data = text.encode()
+        for client in self._clients:
+            self._sent[client] = self._sent.get(client, 0) + len(data)
+            client.send_output(data)
 
     def _forward_markers(self) -> None:
         """Hand markers the filter found (if it reports any) to the hook and the clients."""
@@ -482,11 +483,7 @@ class PtySession:
                 tail += flush()  # what it held back (an unfinished marker) is plain output now
             self._forward_markers()
         if tail:
-            self.replay.append(tail)
-            data = tail.encode()
-            for client in self._clients:
-                self._sent[client] = self._sent.get(client, 0) + len(data)
-                client.send_output(data)
+            self._fan_out(tail)
         self._poll_exit(0)
 
     def _poll_exit(self, attempt: int) -> None:

@@ -146,8 +146,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._fragment_size = 0
         self._close_sent = False
         self._input_done = False  # a close frame was received, or the input was bad
-        self._heard = True
-        self._ping_outstanding = False
+        self._heard = True  # something arrived since the last keep-alive ping
         self._keepalive: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._lost = False
@@ -222,11 +221,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.transport = transport
         self._write = transport.write  # type: ignore[attr-defined]
         if isinstance(transport, asyncio.WriteTransport):
+            # (TCP_NODELAY: asyncio's and uvloop's TCP transports set it themselves)
             transport.set_write_buffer_limits(high=self._high_water, low=self._low_water)
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                # keystrokes and their echo are tiny: never wait to coalesce them
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._preamble:
             self._write(self._preamble)
         if self.ping_interval > 0:
@@ -240,13 +236,12 @@ class WebSocketConnection(asyncio.Protocol):
     def _keepalive_tick(self) -> None:
         if self._lost:
             return
-        if self._ping_outstanding and not self._heard:
+        if not self._heard:  # not even the pong of the last ping
             log.info("closing a websocket: no answer to a ping in %ss", self.ping_interval)
             if self.transport is not None:
                 self.transport.abort()  # type: ignore[attr-defined]
             return
         self._heard = False
-        self._ping_outstanding = True
         self._send_frame(PING, b"")
         self._keepalive = asyncio.get_running_loop().call_later(
             self.ping_interval, self._keepalive_tick
@@ -334,7 +329,7 @@ class WebSocketConnection(asyncio.Protocol):
         if opcode == PING:
             self._send_frame(PONG, payload)
         elif opcode == PONG:
-            self._ping_outstanding = False
+            pass  # its arrival already counted as heard (data_received)
         elif opcode == CLOSE:
             self._on_close_frame(payload)
         elif opcode == CONTINUATION:
