@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import helm_python
@@ -48,6 +49,25 @@ def test_helm_lint_strict_passes(name: str) -> None:
         )
         problems = [m for m in report["messages"] if m["severity"] >= 2]
         assert not report["errors"] and not problems, (report["errors"], problems)
+
+
+@pytest.mark.parametrize("namespace", ["", "claudehub"])
+def test_lint_strict_with_the_least_values_an_operator_sets(namespace: str) -> None:
+    """Only the key's Secret set, with or without a namespace: cluster-scoped names stay valid."""
+    values = {"keyproxy": {"apiKey": {"existingSecret": "anthropic"}}}
+    report = helm_python.lint(
+        CHART, values, strict=True, namespace=namespace, kube_version="v1.35.0"
+    )
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"] and not problems, (report["errors"], problems)
+    chart = helm_python.Chart.load(CHART)
+    files = chart.render(values, name="test-release", namespace=namespace, is_install=True)
+    text = "\n".join(files.values())
+    names = re.findall(r"^kind: PriorityClass\nmetadata:\n  name: (\S+)", text, re.MULTILINE)
+    assert names, "the sandbox PriorityClass is rendered"
+    for name in names:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
+        assert name.endswith("test-release-claudehub-sandbox"), name
 
 
 def test_default_install_has_every_component(default: Rendering) -> None:

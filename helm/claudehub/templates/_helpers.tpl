@@ -50,9 +50,15 @@ Names, labels, images and shared pod settings. Every object name comes from here
 {{- if and .Values.sandbox.namespace (ne .Values.sandbox.namespace .Release.Namespace) }}true{{ end }}
 {{- end }}
 
-{{/* PriorityClass of sandbox pods: lets the ResourceQuota count only sandboxes in a shared namespace. */}}
+{{/*
+PriorityClass of sandbox pods: lets the ResourceQuota count only sandboxes in a shared namespace.
+PriorityClasses are cluster-scoped, so the name carries the release's namespace (two releases
+of the same name in different namespaces must not collide). Without a namespace (`helm
+template`, `helm lint`) the release lands in "default", and the name says so: it must be a
+valid DNS subdomain whatever the namespace.
+*/}}
 {{- define "claudehub.sandbox.priorityClass" -}}
-{{- printf "%s-%s-sandbox" .Release.Namespace (include "claudehub.fullname" .) | trunc 253 }}
+{{- printf "%s-%s-sandbox" (.Release.Namespace | default "default") (include "claudehub.fullname" .) | trunc 253 | trimSuffix "-" | trimPrefix "-" }}
 {{- end }}
 
 {{/* In-cluster URLs. */}}
