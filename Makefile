@@ -10,16 +10,17 @@ NODE_STAMP := node_modules/.installed
 VENDOR := claudehub/server_ext/static/vendor
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: help setup run test lint typecheck pytest bench-keyproxy bench-terminal clean
+.PHONY: help setup run test lint typecheck pytest images podman bench-keyproxy bench-terminal bench-images clean
 
 help:
 	@echo "make run    start local mode on http://127.0.0.1:8000"
 	@echo "make test   install what the suite needs and run it (lint, types, pytest)"
+	@echo "make images build localhost/claudehub/{sandbox,hub}:dev with podman"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[all,test,dev]'
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -44,6 +45,37 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov
 	touch $@
 
+# -- Images (podman; docs/building-images.md) ---------------------------------------------------
+# No registry is reachable on these machines, so the Debian base the Dockerfiles start FROM is
+# made here from Debian packages (images/base/make-base.sh) and passed as BASE_IMAGE; elsewhere
+# the Dockerfiles build unchanged against the official image. The host's CA bundle is mounted
+# for the build only (TLS to PyPI and npm needs it here); nothing of it lands in an image.
+export CONTAINERS_CONF := $(CURDIR)/images/podman/containers.conf
+PODMAN := podman
+IMAGE_TAG ?= dev
+BASE_IMAGE ?= localhost/claudehub/debian:bookworm-slim
+SANDBOX_IMAGE := localhost/claudehub/sandbox:$(IMAGE_TAG)
+HUB_IMAGE := localhost/claudehub/hub:$(IMAGE_TAG)
+HOST_CA := /etc/ssl/certs/ca-certificates.crt
+BUILD_FLAGS := --build-arg BASE_IMAGE=$(BASE_IMAGE) --layers \
+  $(if $(wildcard $(HOST_CA)),--volume $(HOST_CA):/run/host-ca.crt:ro --build-arg BUILD_CA_BUNDLE=/run/host-ca.crt)
+
+podman: /usr/bin/podman /usr/sbin/runc /usr/sbin/debootstrap
+
+/usr/bin/podman /usr/sbin/runc /usr/sbin/debootstrap:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  podman runc debootstrap nftables >/dev/null
+
+images: podman
+	@$(PODMAN) image exists $(BASE_IMAGE) || images/base/make-base.sh $(BASE_IMAGE)
+	$(PODMAN) build $(BUILD_FLAGS) -f images/sandbox/Dockerfile \
+	  --ignorefile images/sandbox/Dockerfile.dockerignore -t $(SANDBOX_IMAGE) . >.images-sandbox.log 2>&1 \
+	  || { tail -n 40 .images-sandbox.log; exit 1; }
+	$(PODMAN) build $(BUILD_FLAGS) -f images/hub/Dockerfile \
+	  --ignorefile images/hub/Dockerfile.dockerignore -t $(HUB_IMAGE) . >.images-hub.log 2>&1 \
+	  || { tail -n 40 .images-hub.log; exit 1; }
+	@$(PODMAN) images --filter reference='localhost/claudehub/*' --format '{{.Repository}}:{{.Tag}} {{.Size}}'
+
 run: setup
 	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" \
 	  $(VENV)/bin/jupyterhub -f hub_config/local_config.py
@@ -55,7 +87,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: setup /usr/bin/chromium $(CHECKOV_VENV)/.installed
+pytest: setup /usr/bin/chromium $(CHECKOV_VENV)/.installed images
 	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 

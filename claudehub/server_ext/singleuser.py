@@ -131,13 +131,16 @@ class _NoDatabase(Exception):
 def _no_sqlalchemy() -> None:
     """The single-user server has no database; `jupyterhub.utils` and `jupyterhub.scopes`
     import SQLAlchemy only for hub-side code paths (an ``except SQLAlchemyError`` around
-    database calls, ``sa.inspect`` of ORM objects). Stand in for it, unless it is loaded."""
+    database calls, ``sa.inspect`` of ORM objects). Stand in for it, unless it is loaded.
+
+    The sandbox image does not install it at all (images/sandbox/Dockerfile); there the
+    stand-in is all there is, and anything that really needs the database fails loudly."""
     if "sqlalchemy" in sys.modules:
         return
     package = _LazyModule("sqlalchemy")
-    spec = importlib.util.find_spec("sqlalchemy")
-    if spec is None:
-        return
+    spec = importlib.util.find_spec("sqlalchemy") or importlib.machinery.ModuleSpec(
+        "sqlalchemy", None
+    )
     exc = types.ModuleType("sqlalchemy.exc")
     exc.SQLAlchemyError = _NoDatabase  # type: ignore[attr-defined]
     package.__spec__ = spec

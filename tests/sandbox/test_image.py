@@ -32,8 +32,22 @@ class Instruction:
     comments: list[str]
 
 
+def global_args(path: Path) -> dict[str, str]:
+    """``ARG NAME=default`` lines before the first FROM (the build's own parameters)."""
+    args: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("FROM "):
+            break
+        if line.startswith("ARG "):
+            name, _, value = line[4:].strip().partition("=")
+            args[name] = value
+    return args
+
+
 def parse(path: Path) -> list[list[Instruction]]:
-    """The Dockerfile's instructions, grouped by stage (continuations joined)."""
+    """The Dockerfile's instructions, grouped by stage (continuations joined).
+
+    Global ``ARG`` lines before the first FROM are left to :func:`global_args`."""
     stages: list[list[Instruction]] = []
     comments: list[str] = []
     current = ""
@@ -53,6 +67,8 @@ def parse(path: Path) -> list[list[Instruction]]:
         comments, current = [], ""
         if inst.keyword == "FROM":
             stages.append([])
+        if not stages and inst.keyword == "ARG":
+            continue
         assert stages, "instruction before the first FROM"
         stages[-1].append(inst)
     return stages
@@ -79,14 +95,69 @@ def test_hadolint_passes_and_every_ignore_is_explained() -> None:
             assert before.startswith("#") and len(before) > 10, f"unexplained ignore: {line}"
 
 
+def stage(stages: list[list[Instruction]], name: str) -> list[Instruction]:
+    """The stage ``FROM ... AS name``."""
+    for instructions in stages:
+        if instructions[0].args.split()[-1] == name:
+            return instructions
+    raise AssertionError(f"no stage named {name}")
+
+
 def test_base_images_are_pinned(stages: list[list[Instruction]]) -> None:
+    """Every stage starts from the one BASE_IMAGE (or an earlier stage), a dated Debian
+    snapshot by default; `make images` overrides it, nothing local is written here."""
     assert len(stages) >= 2, "multi-stage build expected"
-    for stage in stages:
-        image = stage[0].args.split()[0]
-        assert "@sha256:" in image or re.search(r":\d+\.\d+\.\d+[-\w.]*$", image), image
-        assert "latest" not in image
+    base = global_args(DOCKERFILE)["BASE_IMAGE"]
+    assert "@sha256:" in base or re.fullmatch(
+        r"docker\.io/library/debian:bookworm-\d{8}-slim", base
+    )
+    names = {s[0].args.split()[-1] for s in stages if " AS " in s[0].args}
+    for instructions in stages:
+        image = instructions[0].args.split()[0]
+        assert image == "${BASE_IMAGE}" or image in names, image
     final = stages[-1][0].args.split()[0]
-    assert "bookworm" in final or "@sha256:" in final  # Debian
+    assert final in names  # the runtime stage: Debian's Python on BASE_IMAGE
+
+
+def test_debian_packages_are_pinned_to_versions(stages: list[list[Instruction]]) -> None:
+    """Every package apt installs is pinned to an exact version (an ARG with a default)."""
+    for instructions in stages:
+        args = {
+            i.args.partition("=")[0]: i.args.partition("=")[2]
+            for i in instructions
+            if i.keyword == "ARG"
+        }
+        for inst in instructions:
+            for words in re.findall(r"apt-get install (.*?)(?:&&|$)", inst.args):
+                packages = [w for w in words.split() if not w.startswith("-")]
+                assert packages, inst.args
+                for package in packages:
+                    name, _, version = package.partition("=")
+                    assert version, f"{name} is not pinned"
+                    var = re.fullmatch(r"\$\{(\w+)\}", version)
+                    assert var and re.fullmatch(r"[\w.:~+-]+", args.get(var.group(1), "")), package
+
+
+def test_nothing_local_is_baked_in() -> None:
+    """The same Dockerfile builds anywhere: no local image, host path or CA bundle in it."""
+    for dockerfile in (DOCKERFILE, REPO / "images" / "hub" / "Dockerfile"):
+        text = "\n".join(
+            line for line in dockerfile.read_text().splitlines() if not line.startswith("#")
+        )
+        for local in (
+            "localhost/",
+            "/run/host-ca",
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/opt/wheels",
+            "127.0.0.1",
+            "--volume",
+        ):
+            assert local not in text, f"{dockerfile.name}: {local}"
+        # The CA bundle is only ever a build argument used for the package clients.
+        for line in text.splitlines():
+            if "BUILD_CA_BUNDLE" in line and not line.startswith("ARG "):
+                assert "${BUILD_CA_BUNDLE:+" in line, line
+        assert "ARG BASE_IMAGE=docker.io/library/debian:bookworm-" in text
 
 
 def test_final_stage_runs_as_a_numeric_non_root_user(stages: list[list[Instruction]]) -> None:
@@ -175,7 +246,7 @@ def test_read_only_root_filesystem_settings(stages: list[list[Instruction]]) -> 
     assert "XDG_CACHE_HOME=/tmp/" in env and "NPM_CONFIG_CACHE=/tmp/" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "CLAUDEHUB_CLAUDE_BIN=/usr/local/bin/claude" in env
-    run = " ".join(i.args for i in stages[1] if i.keyword == "RUN")
+    run = " ".join(i.args for i in stage(stages, "python") if i.keyword == "RUN")
     assert "compileall" in run  # bytecode exists before the filesystem turns read-only
 
 
