@@ -51,6 +51,8 @@ async def build_sandbox_pod(
     username: str = "alice",
     user_options: dict[str, Any] | None = None,
     spawner_class: Any = None,
+    hub_host: str = "10.43.0.10",
+    apply_options: bool = False,
 ) -> dict[str, Any]:
     """The pod manifest (a JSON-shaped dict) ClaudeSpawner would send for ``username``.
 
@@ -63,11 +65,13 @@ async def build_sandbox_pod(
     user = SimpleNamespace(
         name=username, id=next(_ids), url=f"/user/{username}/", escaped_name=username
     )
-    hub = Hub(ip="10.43.0.10", port=8081, base_url="/hub/")
+    hub = Hub(ip=hub_host, port=8081, base_url="/hub/")
     spawner = cls(config=config, user=user, hub=hub, api_token=f"hub-token-{username}")
     if user_options is not None:
         spawner.user_options = user_options
         await spawner.load_user_options()
+        if apply_options:  # as the hub does before start: course and model chosen
+            await spawner.apply_user_options(spawner, dict(user_options))
     pod = await spawner.get_pod_manifest()
     manifest: dict[str, Any] = codec.to_dict(pod)
     manifest.setdefault("metadata", {}).setdefault("namespace", spawner.namespace)

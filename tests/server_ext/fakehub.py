@@ -17,7 +17,13 @@ from typing import Any
 
 
 class FakeHub:
-    def __init__(self, user: str = "alice", version: str | None = None) -> None:
+    def __init__(
+        self,
+        user: str = "alice",
+        version: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         if version is None:
             from jupyterhub import __version__ as version
         self.user = user
@@ -94,9 +100,10 @@ class FakeHub:
                     return self._reply(202, {})
                 self._reply(403, {"status": 403, "message": "forbidden"})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # host: 127.0.0.1, or the gateway of a container network the test made (containers).
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def user_model(self, scopes: list[str], kind: str = "user") -> dict[str, Any]:
