@@ -6,6 +6,7 @@ or where `make images` has not built the images, gets a failure naming that, nev
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,3 +107,8 @@ def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     reset_kubespawner()
     yield path
     reset_kubespawner()
+
+
+def sandbox_pod(tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
+    """:func:`spawner_pod` from synchronous tests (the pod runner is synchronous)."""
+    return asyncio.run(spawner_pod(tmp_path, **kwargs))

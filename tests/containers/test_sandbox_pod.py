@@ -19,7 +19,7 @@ import requests
 from websockets.sync.client import connect
 
 from claudehub.spawner.podstatus import start_failure
-from tests.containers.conftest import HUB_HOST, spawner_pod
+from tests.containers.conftest import HUB_HOST, sandbox_pod
 from tests.containers.kubelet import PodRunner, RunningPod
 from tests.containers.podman import Podman
 from tests.server_ext.fakehub import FakeHub
@@ -103,11 +103,10 @@ def env_of(pod: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0]["env"]}
 
 
-@pytest.mark.asyncio
-async def test_spawned_pod_runs_locked_down_and_serves_claude(
+def test_spawned_pod_runs_locked_down_and_serves_claude(
     kubeconfig: Path, tmp_path: Path, runner: PodRunner, pm: Podman, hub: FakeHub
 ) -> None:
-    pod = await spawner_pod(tmp_path)
+    pod = sandbox_pod(tmp_path)
     env = env_of(pod)
     assert env["JUPYTERHUB_API_URL"].startswith(f"http://{HUB_HOST}:8081/")
     hub.server_token = env["JUPYTERHUB_API_TOKEN"]
@@ -162,8 +161,7 @@ async def test_spawned_pod_runs_locked_down_and_serves_claude(
     assert check.stdout.strip() == "False"
 
 
-@pytest.mark.asyncio
-async def test_a_weakened_pod_still_runs_hardened(
+def test_a_weakened_pod_still_runs_hardened(
     kubeconfig: Path, tmp_path: Path, runner: PodRunner, pm: Podman, hub: FakeHub
 ) -> None:
     """Configuration and a modify_pod_hook ask for root and privileges; the runtime gets none."""
@@ -177,7 +175,7 @@ async def test_a_weakened_pod_still_runs_hardened(
         pod.spec.host_network = True
         return pod
 
-    pod = await spawner_pod(
+    pod = sandbox_pod(
         tmp_path,
         modify_pod_hook=hook,
         privileged=True,
@@ -205,11 +203,10 @@ async def test_a_weakened_pod_still_runs_hardened(
     assert inspect["HostConfig"]["NetworkMode"] != "host"
 
 
-@pytest.mark.asyncio
-async def test_a_missing_image_gives_the_spawners_plain_words(
+def test_a_missing_image_gives_the_spawners_plain_words(
     kubeconfig: Path, tmp_path: Path, runner: PodRunner
 ) -> None:
-    pod = await spawner_pod(
+    pod = sandbox_pod(
         tmp_path,
         values={"sandbox": {"image": {"repository": "localhost/claudehub/nowhere", "tag": "dev"}}},
     )
@@ -221,12 +218,11 @@ async def test_a_missing_image_gives_the_spawners_plain_words(
     assert "Traceback" not in message
 
 
-@pytest.mark.asyncio
-async def test_a_course_that_cannot_be_fetched_ends_the_spawn_naming_the_course(
+def test_a_course_that_cannot_be_fetched_ends_the_spawn_naming_the_course(
     kubeconfig: Path, tmp_path: Path, runner: PodRunner
 ) -> None:
     """The init container runs for real; the course service is not reachable from it."""
-    pod = await spawner_pod(tmp_path, user_options={"course": "git-basics"})
+    pod = sandbox_pod(tmp_path, user_options={"course": "git-basics"})
     inits = pod["spec"]["initContainers"]
     assert [c["name"] for c in inits] == ["fetch-course"]
     running = runner.start(pod, init_timeout=120)
@@ -235,11 +231,10 @@ async def test_a_course_that_cannot_be_fetched_ends_the_spawn_naming_the_course(
     assert message is not None and "git-basics" in message, message
 
 
-@pytest.mark.asyncio
-async def test_a_killed_sandbox_is_reported_as_stopped(
+def test_a_killed_sandbox_is_reported_as_stopped(
     kubeconfig: Path, tmp_path: Path, runner: PodRunner, pm: Podman, hub: FakeHub
 ) -> None:
-    pod = await spawner_pod(tmp_path)
+    pod = sandbox_pod(tmp_path)
     hub.server_token = env_of(pod)["JUPYTERHUB_API_TOKEN"]
     running = runner.start(pod)
     wait_for_server(pm, running, hub)
