@@ -53,11 +53,13 @@ $(CHECKOV_VENV)/.installed:
 export CONTAINERS_CONF := $(CURDIR)/images/podman/containers.conf
 PODMAN := podman
 IMAGE_TAG ?= dev
+# e.g. BUILD_EXTRA=--no-cache for a build with no layer cached (benchmarks/containers)
+BUILD_EXTRA ?=
 BASE_IMAGE ?= localhost/claudehub/debian:bookworm-slim
 SANDBOX_IMAGE := localhost/claudehub/sandbox:$(IMAGE_TAG)
 HUB_IMAGE := localhost/claudehub/hub:$(IMAGE_TAG)
 HOST_CA := /etc/ssl/certs/ca-certificates.crt
-BUILD_FLAGS := --build-arg BASE_IMAGE=$(BASE_IMAGE) --layers \
+BUILD_FLAGS := --build-arg BASE_IMAGE=$(BASE_IMAGE) --layers $(BUILD_EXTRA) \
   $(if $(wildcard $(HOST_CA)),--volume $(HOST_CA):/run/host-ca.crt:ro --build-arg BUILD_CA_BUNDLE=/run/host-ca.crt)
 
 podman: /usr/bin/podman /usr/sbin/runc /usr/sbin/debootstrap
