@@ -56,9 +56,17 @@ exec runuser -u "$SANDBOX_USER" -- env -i "$@"
 
 
 def namespace_argv(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str, overlay_dir: Path
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+    overlay_dir: Path,
+    *,
+    managed: Path = MANAGED_SETTINGS,
 ) -> tuple[list[str], dict[str, str]]:
-    """The host argv/env that runs ``argv`` as nobody with exactly ``env`` in ``cwd``."""
+    """The host argv/env that runs ``argv`` as nobody with exactly ``env`` in ``cwd``.
+
+    ``managed`` is the file mounted as the managed settings (default: the repository's).
+    """
     for sub in ("etc-up/claude-code", "etc-work", "lx-up/claudehub", "lx-work"):
         (overlay_dir / sub).mkdir(parents=True, exist_ok=True)
     (overlay_dir / "etc-up/claude-code/managed-settings.json").touch()
@@ -66,7 +74,7 @@ def namespace_argv(
     host_env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "OV": str(overlay_dir),
-        "MANAGED": str(MANAGED_SETTINGS),
+        "MANAGED": str(managed),
         "NOSHELL": str(NOSHELL),
         "WORKDIR": cwd,
         "SANDBOX_USER": USER,
@@ -88,11 +96,16 @@ class Result:
 
 
 def run_as_sandbox_user(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str, *, timeout: float = 60
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+    *,
+    timeout: float = 60,
+    managed: Path = MANAGED_SETTINGS,
 ) -> Result:
     """Run ``argv`` as nobody under the managed settings; wait for it to exit."""
     with tempfile.TemporaryDirectory(prefix="claudehub-ns-") as ov:
-        cmd, host_env = namespace_argv(argv, env, cwd, Path(ov))
+        cmd, host_env = namespace_argv(argv, env, cwd, Path(ov), managed=managed)
         proc = subprocess.Popen(
             cmd,
             env=host_env,

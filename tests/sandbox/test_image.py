@@ -311,4 +311,39 @@ def test_managed_settings_state_the_policy() -> None:
         assert settings[key] is True, key
     assert settings["allowManagedMcpServersOnly"] is True and settings["allowedMcpServers"] == []
     assert settings["enableAllProjectMcpServers"] is False
-    assert "apiKeyHelper" not in settings
+    # A course's settings cannot name a credential helper: the managed value wins. The API
+    # key helper prints the sandbox token the CLI already has; the others refuse.
+    assert settings["apiKeyHelper"] == 'printf %s "$ANTHROPIC_API_KEY"'
+    for key in ("awsAuthRefresh", "awsCredentialExport", "gcpAuthRefresh"):
+        assert settings[key] == DEFAULT_SHELL_STUB, key
+    for key in ("otelHeadersHelper", "proxyAuthHelper"):
+        assert settings[key] == DEFAULT_SHELL_STUB, key
+
+
+def test_managed_api_key_helper_prints_exactly_the_token() -> None:
+    """The CLI runs ``apiKeyHelper`` with /bin/sh (dash in the image); ``printf`` is built in."""
+    helper = json.loads(MANAGED.read_text())["apiKeyHelper"]
+    token = "chs1.a-token.with$dollar'quote"
+    proc = subprocess.run(
+        ["/bin/sh", "-c", helper],
+        env={"ANTHROPIC_API_KEY": token, "PATH": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, token, "")
+
+
+def test_managed_env_pins_the_image_path_and_no_preloads(
+    stages: list[list[Instruction]],
+) -> None:
+    """A course's ``env`` block cannot put its own programs or libraries in front."""
+    env = json.loads(MANAGED.read_text())["env"]
+    image_env = " ".join(i.args for i in stages[-1] if i.keyword == "ENV")
+    match = re.search(r"\bPATH=(\S+)", image_env)
+    assert match is not None
+    assert env["PATH"] == match.group(1)
+    assert env["SHELL"] == DEFAULT_SHELL_STUB
+    for key in ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "GCONV_PATH"):
+        assert env[key] == "", key
