@@ -48,6 +48,8 @@ from tests.containers.podman import (  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 from tests.server_ext.fakehub import FakeHub  # noqa: E402
 
+#: Claude Code's prompt glyph (U+276F), drawn once the CLI is ready for input.
+PROMPT = "\u276f"
 CLI_BYTES = (REPO / "node_modules/@anthropic-ai/claude-code/bin/claude.exe").stat().st_size
 
 
@@ -55,12 +57,8 @@ def sizes() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for image in (SANDBOX_IMAGE, HUB_IMAGE):
         size = int(json.loads(podman("image", "inspect", image))[0]["Size"])
-        save = subprocess.Popen(
-            ["podman", "save", image], stdout=subprocess.PIPE, env=podman_env()
-        )
-        gz = subprocess.run(
-            ["gzip", "-6"], stdin=save.stdout, capture_output=True, check=True
-        )
+        save = subprocess.Popen(["podman", "save", image], stdout=subprocess.PIPE, env=podman_env())
+        gz = subprocess.run(["gzip", "-6"], stdin=save.stdout, capture_output=True, check=True)
         save.wait()
         out[image] = {"uncompressed_mb": size / 1e6, "gzip_mb": len(gz.stdout) / 1e6}
     out[SANDBOX_IMAGE]["without_cli_mb"] = out[SANDBOX_IMAGE]["uncompressed_mb"] - CLI_BYTES / 1e6
@@ -70,32 +68,43 @@ def sizes() -> dict[str, Any]:
 def timed_make(cwd: Path, extra: dict[str, str]) -> float:
     env = {**os.environ, **extra}
     start = time.monotonic()
-    subprocess.run(["make", "-s", "images"], cwd=cwd, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["make", "-s", "images"], cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL
+    )
     return time.monotonic() - start
 
 
 def builds() -> dict[str, float]:
     tree = Path(tempfile.mkdtemp(prefix="chbench-tree-"))
     try:
-        for name in ("Makefile", "pyproject.toml", "README.md", "package.json",
-                     "package-lock.json"):
+        for name in (
+            "Makefile",
+            "pyproject.toml",
+            "README.md",
+            "package.json",
+            "package-lock.json",
+        ):
             shutil.copy2(REPO / name, tree / name)
         for folder in ("claudehub", "images", "hub_config", "jupyter-config"):
-            shutil.copytree(REPO / folder, tree / folder,
-                            ignore=shutil.ignore_patterns("__pycache__", "vendor"))
+            shutil.copytree(
+                REPO / folder, tree / folder, ignore=shutil.ignore_patterns("__pycache__", "vendor")
+            )
         tag = {"IMAGE_TAG": "bench"}
         base = "localhost/claudehub/debian:bookworm-bench"
         podman("rmi", "-f", base, check=False)
-        cold = timed_make(tree, {**tag, "BASE_IMAGE": base, "PODMAN": "podman",
-                                 "BUILD_EXTRA": "--no-cache"})
+        cold = timed_make(
+            tree, {**tag, "BASE_IMAGE": base, "PODMAN": "podman", "BUILD_EXTRA": "--no-cache"}
+        )
         with (tree / "claudehub" / "server_ext" / "markers.py").open("a") as f:
             f.write("\n# benchmark: one source file changed\n")
         warm = timed_make(tree, {**tag, "BASE_IMAGE": base})
         return {"cold_s": cold, "warm_s": warm}
     finally:
-        for image in ("localhost/claudehub/sandbox:bench", "localhost/claudehub/hub:bench",
-                      "localhost/claudehub/debian:bookworm-bench"):
+        for image in (
+            "localhost/claudehub/sandbox:bench",
+            "localhost/claudehub/hub:bench",
+            "localhost/claudehub/debian:bookworm-bench",
+        ):
             podman("rmi", "-f", image, check=False)
         shutil.rmtree(tree, ignore_errors=True)
 
@@ -104,7 +113,7 @@ def read_prompt(url: str, headers: dict[str, str], timeout: float = 60) -> None:
     with connect(url, additional_headers=headers, open_timeout=10) as ws:
         screen = ""
         deadline = time.monotonic() + timeout
-        while "❯" not in screen:
+        while PROMPT not in screen:
             message = ws.recv(timeout=max(deadline - time.monotonic(), 0.1))
             if isinstance(message, str):
                 kind, *rest = json.loads(message)
@@ -148,8 +157,9 @@ def container_run(tmp: Path) -> tuple[float, float]:
             read_prompt(url.replace("http", "ws") + "claude/terminal", headers)
             elapsed = time.monotonic() - start
             time.sleep(1)
-            stats = json.loads(podman("stats", "--no-stream", "--format", "json",
-                                      running.container()))
+            stats = json.loads(
+                podman("stats", "--no-stream", "--format", "json", running.container())
+            )
             mem = stats[0].get("mem_usage") or stats[0].get("MemUsage") or "0"
             return elapsed, _mb(str(mem).split("/")[0])
         finally:
@@ -171,8 +181,11 @@ def local_run() -> tuple[float, float]:
     hub = FakeHub().start()
     port = free_port()
     home = Path(tempfile.mkdtemp(prefix="chbench-home-"))
-    env = hub.singleuser_env(port, HOME=str(home),
-                             PATH=f"{REPO / 'node_modules/.bin'}:{REPO / '.venv/bin'}:/usr/bin:/bin")
+    env = hub.singleuser_env(
+        port,
+        HOME=str(home),
+        PATH=f"{REPO / 'node_modules/.bin'}:{REPO / '.venv/bin'}:/usr/bin:/bin",
+    )
     headers = {"Authorization": f"token {hub.user_token}"}
     start = time.monotonic()
     argv = [sys.executable, "-m", "claudehub.server_ext.singleuser"]
@@ -180,7 +193,10 @@ def local_run() -> tuple[float, float]:
         argv.append("--allow-root")
     proc = subprocess.Popen(
         argv,
-        env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"http://127.0.0.1:{port}/user/{hub.user}/"
