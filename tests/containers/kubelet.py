@@ -15,10 +15,13 @@ tolerations, priority) have no meaning on one machine and are accepted as is.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,6 +304,7 @@ class RunningPod:
     containers: dict[str, str] = field(default_factory=dict)  # spec name -> podman name
     emptydirs: list[str] = field(default_factory=list)
     message: str = ""
+    infra: str = ""
 
     def container(self, name: str | None = None) -> str:
         """podman name of a main container (the first one by default)."""
@@ -323,6 +327,20 @@ class RunningPod:
         return status
 
 
+@dataclass
+class ServiceAccount:
+    """What a kubelet gives a pod that mounts its service-account token: the token, the
+    API server's CA and where the API server is (KUBERNETES_SERVICE_HOST/PORT)."""
+
+    token: str
+    ca_pem: str
+    host: str
+    port: int
+
+
+SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
 class PodRunner:
     """Runs pod manifests with podman on one network (the cluster's pod network)."""
 
@@ -337,6 +355,8 @@ class PodRunner:
         publish: Mapping[str, list[str]] | None = None,
         aliases: Mapping[str, list[str]] | None = None,
         add_hosts: list[str] | None = None,
+        service_account: ServiceAccount | None = None,
+        network_policy: Callable[[RunningPod], None] | None = None,
     ) -> None:
         self.pm = pm
         self.network = network
@@ -346,6 +366,8 @@ class PodRunner:
         self.publish = dict(publish or {})
         self.aliases = dict(aliases or {})
         self.add_hosts = list(add_hosts or [])
+        self.service_account = service_account
+        self.network_policy = network_policy
         self._files = Path(tempfile.mkdtemp(prefix="chkubelet-"))
 
     # -- volumes -------------------------------------------------------------------------
@@ -377,11 +399,17 @@ class PodRunner:
                 folder.mkdir(parents=True, exist_ok=True)
                 items = volume[kind].get("items")
                 pairs = [(i["key"], i["path"]) for i in items] if items else [(k, k) for k in data]
+                mode = int(volume[kind].get("defaultMode", 0o644))
+                fs_group = (spec.get("securityContext") or {}).get("fsGroup")
                 for key, path in pairs:
                     target = folder / path
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_text(data[key])
-                    target.chmod(0o644)
+                    # As the kubelet: the mode asked for, group-readable by the fsGroup.
+                    if fs_group is not None:
+                        os.chown(target, 0, int(fs_group))
+                        mode |= 0o040
+                    target.chmod(mode)
                 folder.chmod(0o755)
                 sources[name] = ("dir", folder)
             else:
@@ -406,6 +434,23 @@ class PodRunner:
             suffix = ":" + ",".join(options) if options else ""
             flags += ["--volume", f"{source}:{mount['mountPath']}{suffix}"]
         return flags
+
+    def _service_account_folder(self, pod_name: str, fs_group: int | None) -> Path:
+        assert self.service_account is not None
+        folder = self._files / pod_name / "serviceaccount"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in (
+            ("token", self.service_account.token),
+            ("ca.crt", self.service_account.ca_pem),
+            ("namespace", "claudehub"),
+        ):
+            target = folder / name
+            target.write_text(text)
+            if fs_group is not None:
+                os.chown(target, 0, int(fs_group))
+            target.chmod(0o644)
+        folder.chmod(0o755)
+        return folder
 
     # -- containers ----------------------------------------------------------------------
 
@@ -447,6 +492,13 @@ class PodRunner:
         args += env_flags(container, self.objects, field_values)
         args += resource_flags(container)
         args += self._mount_flags(container, sources, chown)
+        if spec.get("automountServiceAccountToken", True) is not False and self.service_account:
+            folder = self._service_account_folder(pod_name, fs_group)
+            args += ["--volume", f"{folder}:{SA_MOUNT}:ro"]
+            args += [
+                f"--env=KUBERNETES_SERVICE_HOST={self.service_account.host}",
+                f"--env=KUBERNETES_SERVICE_PORT={self.service_account.port}",
+            ]
         if container.get("workingDir"):
             args += ["--workdir", container["workingDir"]]
         grace = spec.get("terminationGracePeriodSeconds")
@@ -469,8 +521,8 @@ class PodRunner:
         manifest = json.loads(json.dumps(manifest))
         spec = manifest["spec"]
         _unknown("pod spec", spec, POD_FIELDS)
-        if spec.get("automountServiceAccountToken", True) is not False:
-            raise Unsupported("a service-account token (this kubelet mounts none)")
+        if spec.get("automountServiceAccountToken", True) is not False and not self.service_account:
+            raise Unsupported("a service-account token, and this kubelet was given none")
         meta = manifest["metadata"]
         pod_name = self.pm.name(meta["name"])
         running = RunningPod(manifest=manifest, pod_name=pod_name, network=self.network)
@@ -495,6 +547,9 @@ class PodRunner:
         podman("pod", "start", pod_name)
         infra = json.loads(podman("pod", "inspect", pod_name))["InfraContainerID"]
         running.ip = self.pm.ip(infra, self.network)
+        running.infra = infra
+        if self.network_policy is not None:
+            self.network_policy(running)
         try:
             sources = self._volume_sources(pod_name, spec)
         except ContainerConfigError as err:
@@ -572,6 +627,33 @@ class PodRunner:
         status.message = (proc.stderr or proc.stdout).strip()[-1000:]
         status.reason = "Completed" if proc.returncode == 0 else "Error"
         return proc.returncode == 0
+
+    def probe(
+        self, running: RunningPod, kind: str = "readinessProbe", name: str | None = None
+    ) -> int:
+        """Call the container's HTTP probe as the kubelet would; return the status code."""
+        spec = next(c for c in running.manifest["spec"]["containers"] if name in (None, c["name"]))
+        probe = spec[kind]["httpGet"]
+        port = probe["port"]
+        if isinstance(port, str):
+            port = next(p["containerPort"] for p in spec["ports"] if p.get("name") == port)
+        url = f"http://{running.ip}:{port}{probe.get('path', '/')}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+        except OSError:
+            return 0
+
+    def wait_ready(self, running: RunningPod, timeout: float = 90) -> None:
+        """Poll the readiness probe until it passes (200-399), as the kubelet does."""
+        deadline = time.monotonic() + timeout
+        while not 200 <= self.probe(running) < 400:
+            if time.monotonic() > deadline:
+                logs = "\n".join(self.pm.logs(n)[-3000:] for n in running.containers.values())
+                raise AssertionError(f"{running.pod_name} never became ready:\n{logs}")
+            time.sleep(0.5)
 
     def refresh(self, running: RunningPod) -> None:
         """Read the containers' state back from podman (exit, OOM kill) into the status."""

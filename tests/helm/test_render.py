@@ -330,3 +330,24 @@ def test_every_chart_pod_meets_the_restricted_pod_security_standard(
             pod = obj if obj["kind"] == "Pod" else obj["spec"]["template"]
             problems = restricted_violations(pod)
             assert not problems, (rendering.name, obj["metadata"]["name"], problems)
+
+
+def test_local_course_repositories_are_mounted_read_only() -> None:
+    """An air-gapped cluster serves file:// course repositories from an existing claim."""
+    rendering = render(
+        {
+            "keyproxy": {"apiKey": {"existingSecret": "anthropic"}},
+            "progress": {
+                "localRepositories": {"existingClaim": "course-repos"},
+                "courses": [{"id": "intro", "repo": "file:///srv/course-repos/intro.git"}],
+            },
+        }
+    )
+    spec = rendering.one("Deployment", "claudehub-progress")["spec"]["template"]["spec"]
+    volume = next(v for v in spec["volumes"] if v["name"] == "repositories")
+    assert volume["persistentVolumeClaim"] == {"claimName": "course-repos", "readOnly": True}
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "repositories")
+    assert mount == {"name": "repositories", "mountPath": "/srv/course-repos", "readOnly": True}
+    without = render({"keyproxy": {"apiKey": {"existingSecret": "anthropic"}}})
+    spec = without.one("Deployment", "claudehub-progress")["spec"]["template"]["spec"]
+    assert all(v["name"] != "repositories" for v in spec["volumes"])
