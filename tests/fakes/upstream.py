@@ -8,13 +8,18 @@ with text or ``tool_use`` blocks, ``count_tokens``, and Anthropic-style errors.
 Scripted replies are consumed only by "agent" requests (those that offer ``tools``), because
 Claude Code also sends side requests (titles, topic checks) that must not eat a script entry.
 
-Run standalone: ``python -m tests.fakes.upstream --port 18080 [--require-key KEY]``.
+Run standalone: ``python -m tests.fakes.upstream --port 18080 [--require-key KEY]``; in a
+container (another process scripts and reads it): ``--host 0.0.0.0`` to listen on every
+address, ``--script FILE`` for the replies (a JSON list, each a text or a list of content
+blocks), ``--serve-recorded`` to answer ``GET /_recorded`` with the recorded requests as JSON
+(:meth:`RecordedRequest.to_json`; that request itself is not recorded).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import itertools
 import json
 import threading
@@ -65,6 +70,28 @@ class RecordedRequest:
             return []
         return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
 
+    def to_json(self) -> dict[str, Any]:
+        """The request as JSON (``raw`` base64-encoded); :meth:`from_json` reads it back."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "body": self.body,
+            "raw": base64.b64encode(self.raw).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecordedRequest:
+        return cls(
+            method=data["method"],
+            path=data["path"],
+            query=data["query"],
+            headers=dict(data["headers"]),
+            body=data["body"],
+            raw=base64.b64decode(data["raw"]),
+        )
+
 
 @dataclass
 class FakeAnthropic:
@@ -72,6 +99,10 @@ class FakeAnthropic:
 
     require_key: str | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
+    #: Address to listen on (``0.0.0.0`` in a container others reach by name).
+    host: str = "127.0.0.1"
+    #: Answer ``GET /_recorded`` with the recorded requests (for a fake in another process).
+    serve_recorded: bool = False
     delay_between_events: float = 0.0
     _script: list[Reply] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -84,7 +115,7 @@ class FakeAnthropic:
     # -- control -------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def script(self, *replies: Reply) -> None:
         """Queue replies for the next agent requests (text, or a list of content blocks)."""
@@ -111,7 +142,7 @@ class FakeAnthropic:
             asyncio.set_event_loop(loop)
             self._runner = web.AppRunner(self._app(), access_log=None)
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", port)
+            site = web.TCPSite(self._runner, self.host, port)
             loop.run_until_complete(site.start())
             server = site._server
             assert server is not None
@@ -142,6 +173,8 @@ class FakeAnthropic:
     # -- server --------------------------------------------------------------------------
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        if self.serve_recorded:
+            app.router.add_get("/_recorded", self._recorded)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
 
@@ -150,6 +183,9 @@ class FakeAnthropic:
             if body.get("tools") and self._script:
                 return self._script.pop(0)
         return DEFAULT_REPLY
+
+    async def _recorded(self, request: web.Request) -> web.Response:
+        return web.json_response([r.to_json() for r in list(self.requests)])
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -294,8 +330,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--require-key", default=None)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--script", default=None, help="JSON file: a list of replies to queue (see script())"
+    )
+    parser.add_argument(
+        "--serve-recorded", action="store_true", help="answer GET /_recorded (requests as JSON)"
+    )
     args = parser.parse_args()
-    fake = FakeAnthropic(require_key=args.require_key).start(args.port)
+    fake = FakeAnthropic(
+        require_key=args.require_key, host=args.host, serve_recorded=args.serve_recorded
+    )
+    if args.script:
+        with open(args.script, encoding="utf-8") as f:
+            replies = json.load(f)
+        if not isinstance(replies, list):
+            parser.error("--script: the file must hold a JSON list of replies")
+        fake.script(*replies)
+    fake.start(args.port)
     print(f"fake Anthropic upstream on {fake.url}", flush=True)
     try:
         threading.Event().wait()
