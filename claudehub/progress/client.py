@@ -145,6 +145,33 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
+class UnsafeBundleError(ValueError):
+    """A bundle member would land outside the course folder or is not a plain file."""
+
+
+def _extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract with the "data" filter: no absolute paths, no ``..``, no device files, no
+    links leaving the tree, no set-uid bits.
+
+    Python 3.11.4 added the filter; the sandbox image runs Debian bookworm's 3.11.2, where
+    the same rules are applied here, stricter still (only folders and regular files)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    members = []
+    for member in tar.getmembers():
+        parts = Path(member.name).parts
+        if member.name.startswith("/") or ".." in parts:
+            raise UnsafeBundleError(f"bundle member {member.name!r} leaves the course folder")
+        if not (member.isfile() or member.isdir()):
+            raise UnsafeBundleError(f"bundle member {member.name!r} is not a file or folder")
+        member.mode &= 0o755
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
+        members.append(member)
+    tar.extractall(dest, members=members)  # every member checked above
+
+
 def unpack_bundle(data: bytes, dest_dir: Path) -> Path:
     """Unpack a bundle into ``dest_dir`` (replacing it), read-only. Blocking."""
     dest_dir = Path(dest_dir)
@@ -158,15 +185,14 @@ def unpack_bundle(data: bytes, dest_dir: Path) -> Path:
             else:
                 child.unlink()
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            tar.extractall(dest_dir, filter="data")
+            _extract(tar, dest_dir)
         _chmod_tree(dest_dir, writable=False)
         return dest_dir
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".course-", dir=dest_dir.parent))
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            # "data" refuses absolute paths, .., device files and links leaving the tree
-            tar.extractall(tmp, filter="data")
+            _extract(tar, tmp)
         _chmod_tree(tmp, writable=False)
         _remove_tree(dest_dir)
         tmp.rename(dest_dir)
