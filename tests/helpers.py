@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import Iterator
+
+import pytest
 
 
 def free_port() -> int:
@@ -27,3 +31,16 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """Browser tests use Playwright's sync API, which owns this thread's event loop.
+
+    pytest-jupyter's autouse fixture of the same name would close that loop after each
+    test; give its clean-up fixtures a private loop instead. Import it into a browser
+    test's conftest or module to override pytest-jupyter's there.
+    """
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()

@@ -3,7 +3,6 @@ jupyter-server with the claudehub extension and the Claude Code CLI — plus a r
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 import requests
 
 from tests.fakes.upstream import FakeAnthropic
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, free_port, jp_asyncio_loop  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_KEY = "sk-ant-api03-REALKEY-e2e-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -156,15 +155,3 @@ def browser() -> Iterator[object]:
             yield b
         finally:
             b.close()
-
-
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """Browser tests use Playwright's sync API, which owns this thread's event loop.
-
-    pytest-jupyter's autouse fixture of the same name would close that loop after each
-    test; give its clean-up fixtures a private loop instead.
-    """
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
