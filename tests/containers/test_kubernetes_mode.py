@@ -370,3 +370,43 @@ def wait_for_terminal(page: Any, needle: str, timeout: float) -> None:
         )
     except Exception as err:
         raise AssertionError(f"{needle!r} never appeared:\n{terminal_text(page)}") from err
+
+
+def test_a_killed_sandbox_tells_the_learner_and_the_hub_sees_it_stop(
+    stack: Stack, browser: Any
+) -> None:
+    """The sandbox container dies mid-session (as on an OOM kill): the page says it lost the
+    server, the hub notices the pod stopped, and the learner lands on the hub's page saying
+    the server is down or not running (which of the hub's two pages depends on whether the
+    page reloads before or after the hub drops the route), with the way back to the hub."""
+    page = open_claude(stack, browser, "carol")
+    running = sandbox(stack, "carol")
+    podman("kill", running.container())
+    page.wait_for_function(
+        "() => document.getElementById('status').textContent.includes('disconnected')",
+        timeout=30_000,
+    )
+    # The hub's own view of carol's server, through its REST API with an admin's token.
+    hub = stack.pod("claudehub-hub")
+    token = stack.cluster.runner.objects.secrets["claudehub-hub"]["keyproxy-api-token"]
+
+    def stopped() -> bool:
+        resp = requests.get(
+            f"http://{hub.ip}:8081/hub/api/users?state=active",
+            headers={"Authorization": f"token {token}"},
+            timeout=10,
+        )
+        resp.raise_for_status()
+        return "carol" not in {u["name"] for u in resp.json()}
+
+    wait(stopped, 120, "the hub to see carol's server stop")
+    # The page gives up reconnecting and reloads: the hub's page says what happened.
+    try:
+        page.wait_for_function(
+            "() => ['is not running', 'Your server appears to be down']"
+            ".some(t => document.body.innerText.includes(t))",
+            timeout=90_000,
+        )
+    except Exception as err:
+        raise AssertionError(f"{page.url}:\n{page.inner_text('body')[:2000]}") from err
+    page.close()
