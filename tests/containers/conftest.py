@@ -17,6 +17,7 @@ import pytest
 from tests.containers.kubelet import PodRunner
 from tests.containers.podman import HUB_IMAGE, SANDBOX_IMAGE, Podman, PodmanError, podman
 from tests.helm.charts import render
+from tests.helm.conftest import kubeconfig  # noqa: F401  (the same kubeconfig pointing nowhere)
 from tests.helm.spawned import build_sandbox_pod, hub_config
 
 #: What an operator would set for images built with `make images` (nothing else changed).
@@ -93,20 +94,6 @@ async def spawner_pod(
     return await build_sandbox_pod(
         c, "alice", user_options=user_options, hub_host=HUB_HOST, apply_options=True
     )
-
-
-@pytest.fixture
-def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A kubeconfig pointing nowhere: KubeSpawner loads one when it is constructed."""
-    from kubernetes_asyncio.config import kube_config
-
-    from tests.helm.spawned import reset_kubespawner, write_kubeconfig
-
-    path = write_kubeconfig(tmp_path)
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-    reset_kubespawner()
-    yield path
-    reset_kubespawner()
 
 
 def sandbox_pod(tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
