@@ -31,6 +31,7 @@ from tests.containers.podman import HUB_IMAGE, REPO, Podman, podman, podman_env
 from tests.fakes.upstream import FakeAnthropic
 from tests.helm.charts import Rendering, render
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, jp_asyncio_loop  # noqa: F401
+from tests.terminal_page import ask, wait_for_terminal
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.e2e]
 
@@ -214,13 +215,6 @@ def diagnose(stack: Stack) -> str:
     return "\n".join(lines)
 
 
-def ask(page: Any, question: str, answer: str) -> None:
-    page.click(".xterm")
-    page.keyboard.type(question)
-    page.keyboard.press("Enter")
-    wait_for_terminal(page, answer, 60_000)
-
-
 #: Run in a container: try a TCP connection to each (host, port); "open", "refused" (the
 #: peer answered: nothing listens), "dropped" (no answer: filtered) or "unreachable" (no route).
 CONNECT = r"""
@@ -349,27 +343,6 @@ def _exists(container: str) -> bool:
         check=False,
     )
     return proc.returncode == 0
-
-
-def terminal_text(page: Any) -> str:
-    return str(
-        page.evaluate(
-            "() => Array.from(document.querySelectorAll('.xterm-rows'))"
-            ".map(e => e.innerText).join('\\n')"
-        )
-    )
-
-
-def wait_for_terminal(page: Any, needle: str, timeout: float) -> None:
-    try:
-        page.wait_for_function(
-            "(needle) => Array.from(document.querySelectorAll('.xterm-rows'))"
-            ".some(e => e.innerText.includes(needle))",
-            arg=needle,
-            timeout=timeout,
-        )
-    except Exception as err:
-        raise AssertionError(f"{needle!r} never appeared:\n{terminal_text(page)}") from err
 
 
 def test_a_killed_sandbox_tells_the_learner_and_the_hub_sees_it_stop(

@@ -11,32 +11,12 @@ import pytest
 import requests
 
 from tests.e2e.conftest import LocalStack
+from tests.terminal_page import ask, terminal_text, wait_for_terminal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SCREENSHOT_DIR = os.environ.get("CLAUDEHUB_SCREENSHOT_DIR", "")
 ANSWER = "Attention lets every token look at every other token."
-
-
-def terminal_text(page) -> str:  # type: ignore[no-untyped-def]
-    return page.evaluate(
-        "() => Array.from(document.querySelectorAll('.xterm-rows'))"
-        ".map(e => e.innerText).join('\\n')"
-    )
-
-
-def wait_for_terminal(page, needle: str, timeout: float = 60_000) -> None:  # type: ignore[no-untyped-def]
-    try:
-        page.wait_for_function(
-            "(needle) => Array.from(document.querySelectorAll('.xterm-rows'))"
-            ".some(e => e.innerText.includes(needle))",
-            arg=needle,
-            timeout=timeout,
-        )
-    except Exception as e:
-        raise AssertionError(
-            f"{needle!r} never appeared in the terminal; it shows:\n{terminal_text(page)}"
-        ) from e
 
 
 def login(page, stack: LocalStack, user: str) -> None:  # type: ignore[no-untyped-def]
@@ -65,10 +45,7 @@ def test_login_to_claude_answer(local_stack: LocalStack, browser) -> None:  # ty
     for question in ("trust", "API key", "Choose the text style", "Select login method"):
         assert question not in text, f"Claude Code asked {question!r}: {text[-2000:]}"
 
-    page.click(".xterm")
-    page.keyboard.type("What is attention in transformers?")
-    page.keyboard.press("Enter")
-    wait_for_terminal(page, ANSWER)
+    ask(page, "What is attention in transformers?", ANSWER)
     if SCREENSHOT_DIR:
         Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SCREENSHOT_DIR) / "claude-page.png"))
@@ -151,10 +128,7 @@ def test_without_a_key_claude_tells_the_operator_what_to_set(
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             login(page, stack, "carol")
             wait_for_terminal(page, "❯")
-            page.click(".xterm")
-            page.keyboard.type("hello?")
-            page.keyboard.press("Enter")
-            wait_for_terminal(page, "no Anthropic API key")
+            ask(page, "hello?", "no Anthropic API key")
             assert upstream.message_requests() == [], "nothing may reach the upstream keyless"
             page.close()
         finally:
