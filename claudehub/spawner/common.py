@@ -13,12 +13,12 @@ The local-process spawner and the Kubernetes spawner both mix in
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from tornado import web
 from traitlets import (
     Bytes,
@@ -274,6 +274,15 @@ class SandboxSpawnerMixin(HasTraits):
             self.course_id = course
 
 
+#: The spawn form's templates (``templates/``), loaded once. Autoescaped: course titles come
+#: from course repositories, so every value is escaped before it reaches the hub's page.
+FORM_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
 async def render_options_form(spawner: SandboxSpawnerMixin) -> str:
     """The spawn form: a course picker and, when several are allowed, a model picker.
 
@@ -283,22 +292,8 @@ async def render_options_form(spawner: SandboxSpawnerMixin) -> str:
     models = list(spawner.allowed_models)
     if not courses and len(models) <= 1:
         return ""
-    parts = []
-    if courses:
-        options = "\n".join(
-            f'<option value="{html.escape(c["id"])}">{html.escape(c.get("title") or c["id"])}</option>'
-            for c in courses
-        )
-        parts.append(
-            '<div class="form-group"><label for="claudehub-course">Course</label>'
-            f'<select class="form-control" id="claudehub-course" name="course">{options}</select></div>'
-        )
-    if len(models) > 1:
-        options = "\n".join(
-            f'<option value="{html.escape(m)}">{html.escape(m)}</option>' for m in models
-        )
-        parts.append(
-            '<div class="form-group"><label for="claudehub-model">Model</label>'
-            f'<select class="form-control" id="claudehub-model" name="model">{options}</select></div>'
-        )
-    return "\n".join(parts)
+    return FORM_TEMPLATES.get_template("options_form.html").render(
+        courses=[{"value": c["id"], "label": c.get("title") or c["id"]} for c in courses],
+        # a single allowed model is no choice: it is applied without asking
+        models=[{"value": m, "label": m} for m in models] if len(models) > 1 else [],
+    )

@@ -19,18 +19,18 @@ It is a :class:`kubespawner.KubeSpawner` that
 from __future__ import annotations
 
 import asyncio
-import html
 import posixpath
 from collections.abc import AsyncIterator
 from typing import Any
 
 from kubernetes_asyncio.client import ApiException, V1PersistentVolumeClaim, V1Pod
 from kubespawner import KubeSpawner
+from markupsafe import Markup
 from tornado import web
 from traitlets import Dict, Int, List, Unicode, default, validate
 
 from . import codec, objects
-from .common import SandboxSpawnerMixin, scrub_environment
+from .common import FORM_TEMPLATES, SandboxSpawnerMixin, scrub_environment
 from .common import render_options_form as _sandbox_form
 from .podstatus import progress_message, start_failure
 
@@ -235,18 +235,19 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):
             profiles = spawner._profiles()
             if len(profiles) < 2:
                 return str(html_form)
-            choices = "\n".join(
-                f'<option value="{html.escape(p["slug"])}"'
-                f"{' selected' if p.get('default') else ''}>"
-                f"{html.escape(p.get('display_name') or p['slug'])}</option>"
+            choices = [
+                {
+                    "value": p["slug"],
+                    "label": p.get("display_name") or p["slug"],
+                    "selected": bool(p.get("default")),
+                }
                 for p in profiles
+            ]
+            # html_form is render_options_form's output, escaped by its template already,
+            # so it goes in as markup; only the profile values are escaped here.
+            return FORM_TEMPLATES.get_template("kube_options_form.html").render(
+                sandbox_form=Markup(html_form), profiles=choices
             )
-            picker = (
-                '<div class="form-group"><label for="claudehub-profile">Machine</label>'
-                f'<select class="form-control" id="claudehub-profile" name="profile">'
-                f"{choices}</select></div>"
-            )
-            return f"{html_form}\n{picker}"
 
         return form
 
