@@ -7,26 +7,61 @@ cookie cannot be used to change anything; the JSON API keeps token-only authenti
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import jinja2
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
-from tornado.escape import xhtml_escape
 
 from . import service
+from .catalogue import Catalogue
 from .handlers import resolve_hub_user
 from .service import ServiceState
 
-_STYLE = """
-body { font: 14px system-ui, sans-serif; margin: 24px; color: #222; }
-table { border-collapse: collapse; margin: 12px 0 24px; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; }
-th { background: #f3f3f3; }
-.quiz { color: #1b6e2c; } .tutor { color: #3346a0; } .no { color: #999; }
-"""
+#: The admin page's template (``templates/admin.html``), loaded once. Autoescaped: user
+#: names, course titles and error text come from users and course repositories.
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
 
 
-class _OAuthPage(HubOAuthenticated, web.RequestHandler):
+def render_admin_page(
+    catalogue: Catalogue,
+    completions: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    prefix: str,
+) -> str:
+    """The admin page's HTML: one row per completion, one per course error or warning.
+
+    ``completions`` and ``errors`` are :func:`service.all_progress` and
+    :func:`service.course_errors`; ``prefix`` is the service's URL prefix (ends in '/').
+    """
+    rows = []
+    for c in completions:
+        course = catalogue.get(c["course_id"])
+        stage = course.stage(c["stage"]) if course else None
+        stage_title = "(whole course)" if c["stage"] == 0 else (stage.title if stage else "")
+        rows.append(
+            {
+                "user": c["user"],
+                "course": course.title if course else c["course_id"],
+                "stage": c["stage"],
+                "stage_title": stage_title,
+                "method": c["method"],
+                "completed_at": c["completed_at"] or "",
+            }
+        )
+    return _TEMPLATES.get_template("admin.html").render(
+        course_count=len(catalogue.courses), rows=rows, errors=errors, prefix=prefix
+    )
+
+
+# jupyterhub ships no type information, so its classes are Any to mypy; subclassing them
+# is the documented way to use HubOAuth.
+class _OAuthPage(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
     @property
     def hub_auth(self) -> Any:
         return self.settings["hub_oauth"]
@@ -46,46 +81,11 @@ class AdminPageHandler(_OAuthPage):
         user = self.current_user
         if not (user and user.get("kind", "user") == "user" and user.get("admin")):
             raise web.HTTPError(403, "admins only")
-        completions = await service.all_progress(self.state)
-        errors = service.course_errors(self.state)
-        catalogue = self.state.catalogue
-        e = xhtml_escape
-        rows = []
-        for c in completions:
-            course = catalogue.get(c["course_id"])
-            stage = course.stage(c["stage"]) if course else None
-            stage_title = "(whole course)" if c["stage"] == 0 else (stage.title if stage else "")
-            rows.append(
-                "<tr>"
-                f"<td>{e(c['user'])}</td><td>{e(course.title if course else c['course_id'])}</td>"
-                f"<td>{c['stage']}: {e(stage_title)}</td>"
-                f"<td class='{e(c['method'])}'>{e(c['method'])}</td>"
-                f"<td>{e(c['completed_at'] or '')}</td>"
-                "</tr>"
-            )
-        error_rows = [
-            f"<tr><td>{e(x['course_id'])}</td><td>{e(x['source'])}</td><td>{e(x['file'])}</td>"
-            f"<td>{e(x['reason'])}</td></tr>"
-            for x in errors
-        ]
-        html = (
-            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>claudehub progress</title><style>{_STYLE}</style></head><body>"
-            f"<h1>Learner progress</h1><p>{len(catalogue.courses)} courses · "
-            f"{len(completions)} completions · "
-            f"<a id='csv' href='{e(self.settings['claudehub_prefix'])}admin/progress.csv'>"
-            "Download CSV</a></p>"
-            "<table id='progress'><thead><tr><th>User</th><th>Course</th><th>Stage</th>"
-            "<th>How</th><th>When (UTC)</th></tr></thead><tbody>"
-            + "".join(rows)
-            + "</tbody></table><h2>Course errors</h2>"
-            + (
-                "<table id='errors'><thead><tr><th>Course</th><th>Source</th><th>File</th>"
-                "<th>Reason</th></tr></thead><tbody>" + "".join(error_rows) + "</tbody></table>"
-                if error_rows
-                else "<p class='no'>None.</p>"
-            )
-            + "</body></html>"
+        html = render_admin_page(
+            self.state.catalogue,
+            await service.all_progress(self.state),
+            service.course_errors(self.state),
+            self.settings["claudehub_prefix"],
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -104,7 +104,7 @@ class AdminPageCSVHandler(_OAuthPage):
         self.finish(await service.export_csv(self.state))
 
 
-class OAuthCallbackHandler(HubOAuthCallbackHandler):
+class OAuthCallbackHandler(HubOAuthCallbackHandler):  # type: ignore[misc]  # untyped, as above
     @property
     def hub_auth(self) -> Any:
         return self.settings["hub_oauth"]

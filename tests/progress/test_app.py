@@ -105,3 +105,38 @@ async def test_extension_api_without_a_service(
         assert err.value.code in (403, 404, 405)
     finally:
         course_handlers.set_backend(None)
+
+
+def test_admin_page_escapes_what_users_and_courses_supply() -> None:
+    from claudehub.progress.admin_page import render_admin_page
+    from claudehub.progress.catalogue import Catalogue
+    from claudehub.progress.model import Course, Stage
+
+    catalogue = Catalogue()
+    catalogue.courses["t101"] = Course(
+        id="t101",
+        title="<script>alert(1)</script>",
+        description="",
+        layout="claude-md",
+        path=Path("."),
+        stages=(Stage(number=1, id="s1", title="<b>Tokens</b>"),),
+    )
+    completions = [
+        {"user": "al<i>ce", "course_id": "t101", "stage": 1, "method": "quiz",
+         "completed_at": "2026-01-02T03:04:05Z"},
+        {"user": "bob", "course_id": "t101", "stage": 0, "method": "tutor", "completed_at": None},
+    ]  # fmt: skip
+    errors = [{"course_id": "bad", "source": "/x", "file": "CLAUDE.md", "reason": "<img src=x>"}]
+    page = render_admin_page(catalogue, completions, errors, "/services/progress/")
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>" not in page and "<i>" not in page and "<img" not in page
+    assert "al&lt;i&gt;ce" in page and "1: &lt;b&gt;Tokens&lt;/b&gt;" in page
+    assert "0: (whole course)" in page
+    # what the browser test and the CSV link rely on
+    assert '<a id="csv" href="/services/progress/admin/progress.csv">' in page
+    assert page.count("<tr><td>") == 3 and 'id="progress"' in page and 'id="errors"' in page
+    assert '<td class="quiz">quiz</td>' in page
+
+    empty = render_admin_page(Catalogue(), [], [], "/p/")
+    assert "0 courses · 0 completions" in empty and '<p class="no">None.</p>' in empty
+    assert 'id="errors"' not in empty
