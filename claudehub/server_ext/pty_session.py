@@ -2,13 +2,12 @@
 
 The session owns the pty, reads it on the event loop, decodes and filters the output once,
 keeps a bounded replay buffer for tabs that attach later, and fans the output out to the
-attached clients. Flow control: any attached client may ask to *pause*; while at least one
-(non-expired) pause is outstanding the pty's fd reader is removed, so the kernel's pty buffer
-fills and the producer (e.g. ``yes``) blocks instead of flooding the browser. A client may
-also acknowledge what it has drawn; then at most ``ack_window`` bytes are in flight to
-it (sent, not drawn) before the pty stops being read. A pause or a full window that is not
-lifted within ``pause_timeout`` seconds stops counting (a throttled background tab must not
-stall the foreground one).
+attached clients. Each readable event drains the pty up to ``MAX_BATCH`` bytes into one
+message (fewer, larger websocket messages make bulk output cheap). Flow control, i.e. when
+the pty's fd reader is removed so that the kernel's pty buffer fills and the producer (e.g.
+``yes``) blocks instead of flooding the browser, is decided by ``flow.FlowControl`` from
+three per-client holds: a pause, a full send window (``ack_window`` bytes sent, not drawn)
+and a congested connection, each expiring after ``pause_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +21,8 @@ import signal
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from .flow import FlowControl
 
 log = logging.getLogger(__name__)
 
@@ -114,21 +115,16 @@ class PtySession:
         self.argv = list(argv)
         self.env = env
         self.cwd = cwd
-        self.pause_timeout = pause_timeout
         self.replay = ReplayBuffer(replay_limit)
         self._filter_factory = output_filter_factory
         self._filter: OutputFilter | None = None
         self._on_activity = on_activity or (lambda: None)
         self._on_marker = on_marker
         self._clients: list[SessionClient] = []
-        self._pauses: dict[SessionClient, asyncio.TimerHandle] = {}
-        # send window: bytes sent to / acknowledged (drawn) by clients that send acks
-        self.ack_window = ack_window
-        self._sent: dict[SessionClient, int] = {}
-        self._acked: dict[SessionClient, int] = {}
-        self._blocked: dict[SessionClient, asyncio.TimerHandle] = {}
-        # clients whose connection does not take what it is sent (transport backpressure)
-        self._congested: dict[SessionClient, asyncio.TimerHandle] = {}
+        # pause/resume, the send window and transport backpressure: when not to read the pty
+        self.flow = FlowControl(
+            pause_timeout=pause_timeout, ack_window=ack_window, on_change=self._update_reader
+        )
         self._proc: Any = None
         self._fd = -1
         self._reading = False
@@ -195,7 +191,7 @@ class PtySession:
         if not self.alive:
             return
         pid = self._proc.pid
-        self._clear_holds()  # the reader must run to notice the exit
+        self.flow.release_all()  # the reader must run to notice the exit
         self._update_reader()
         for sig, wait_s in (
             (signal.SIGHUP, grace),
@@ -238,7 +234,7 @@ class PtySession:
         """Attach a client: it receives the replay buffer now and all output from here on."""
         self._clients.append(client)
         replay = self.replay.text().encode()
-        self._sent[client] = len(replay)
+        self.flow.attach(client, len(replay))
         if replay:
             client.send_output(replay)
             if self.alive:
@@ -257,12 +253,7 @@ class PtySession:
     def detach(self, client: SessionClient) -> None:
         if client in self._clients:
             self._clients.remove(client)
-        self._sent.pop(client, None)
-        self._acked.pop(client, None)
-        self._drop_pause(client)
-        self._unblock(client)
-        if client in self._congested:
-            self.congested(client, False)
+        self.flow.detach(client)
 
     def exit_info(self) -> dict[str, int | None]:
         return {"status": self.exit_status, "signal": self.exit_signal}
@@ -271,91 +262,39 @@ class PtySession:
 
     def pause(self, client: SessionClient) -> None:
         """``client`` cannot keep up: stop reading the pty until it resumes (or times out)."""
-        if self._loop is None or client not in self._clients:
-            return
-        old = self._pauses.pop(client, None)
-        if old is not None:
-            old.cancel()
-        self._pauses[client] = self._loop.call_later(self.pause_timeout, self._expire, client)
-        self._update_reader()
+        if self._loop is not None:
+            self.flow.pause(client)
 
     def resume(self, client: SessionClient) -> None:
-        self._drop_pause(client)
+        self.flow.resume(client)
 
     def ack(self, client: SessionClient, drawn: int) -> None:
         """``client`` has drawn the first ``drawn`` bytes of output it was sent since attaching.
 
         A client that acknowledges gets a send window: while more than ``ack_window``
-        bytes sent to it are not drawn yet, the pty is not read. Pause/resume alone
-        cannot bound that: what is in flight (socket buffers, proxies) when a pause is sent
-        can be megabytes."""
-        if client not in self._clients:
-            return
-        self._acked[client] = max(drawn, self._acked.get(client, 0))
-        if self._sent.get(client, 0) - self._acked[client] <= self.ack_window // 2:
-            self._unblock(client)
-
-    def _check_windows(self) -> None:
-        if self._loop is None or self.ack_window <= 0:
-            return
-        for client, acked in self._acked.items():
-            if client in self._blocked:
-                continue
-            if self._sent.get(client, 0) - acked > self.ack_window:
-                self._blocked[client] = self._loop.call_later(
-                    self.pause_timeout, self._expire_window, client
-                )
-
-    def _expire_window(self, client: SessionClient) -> None:
-        # it stopped acknowledging (a throttled background tab?): stop waiting for it
-        log.debug("send window of a claude terminal client expired after %ss", self.pause_timeout)
-        self._acked.pop(client, None)
-        self._unblock(client)
-
-    def _unblock(self, client: SessionClient) -> None:
-        handle = self._blocked.pop(client, None)
-        if handle is not None:
-            handle.cancel()
-            self._update_reader()
+        bytes sent to it are not drawn yet, the pty is not read (see ``flow.FlowControl``)."""
+        self.flow.ack(client, drawn)
 
     def congested(self, client: SessionClient, congested: bool) -> None:
         """The client's connection holds too much unsent output (or no longer does).
 
         The safety net for clients that neither pause nor acknowledge: output is not read
         faster than their connection takes it, so it cannot pile up in the server."""
-        if self._loop is None:
-            return
-        handle = self._congested.pop(client, None)
-        if handle is not None:
-            handle.cancel()
-        if congested and client in self._clients:
-            self._congested[client] = self._loop.call_later(
-                self.pause_timeout, self.congested, client, False
-            )
-        if (handle is None) == congested:
-            self._update_reader()
+        if self._loop is not None:
+            self.flow.congested(client, congested)
 
-    def _clear_holds(self) -> None:
-        holds = (*self._pauses.values(), *self._blocked.values(), *self._congested.values())
-        for handle in holds:
-            handle.cancel()
-        self._pauses.clear()
-        self._blocked.clear()
-        self._congested.clear()
+    @property
+    def pause_timeout(self) -> float:
+        return self.flow.pause_timeout
 
-    def _expire(self, client: SessionClient) -> None:
-        log.debug("pause of a claude terminal client expired after %ss", self.pause_timeout)
-        self._drop_pause(client)
-
-    def _drop_pause(self, client: SessionClient) -> None:
-        handle = self._pauses.pop(client, None)
-        if handle is not None:
-            handle.cancel()
-            self._update_reader()
+    @property
+    def ack_window(self) -> int:
+        return self.flow.ack_window
 
     @property
     def paused(self) -> bool:
-        return bool(self._pauses or self._blocked or self._congested)
+        """Some client holds the output: the pty is not read."""
+        return self.flow.held
 
     def _update_reader(self) -> None:
         want = self._fd >= 0 and not self._exited.is_set() and not self.paused
@@ -445,17 +384,13 @@ class PtySession:
             return
         self._on_activity()
         self._fan_out(text)
-        if self._acked:
-            self._check_windows()
-            if self._blocked:
-                self._update_reader()
 
     def _fan_out(self, text: str) -> None:
         """Keep ``text`` for replay and send it, encoded once, to every attached client."""
         self.replay.append(text)
         data = text.encode()
         for client in self._clients:
-            self._sent[client] = self._sent.get(client, 0) + len(data)
+            self.flow.sent(client, len(data))
             client.send_output(data)
 
     def _forward_markers(self) -> None:
@@ -522,7 +457,7 @@ class PtySession:
         # ptyprocess must not try to reap it again
         self._proc.terminated = True
         self._proc.exitstatus, self._proc.signalstatus = self.exit_status, self.exit_signal
-        self._clear_holds()
+        self.flow.release_all()
         self._exited.set()
         self._release_fd()
         log.info(
