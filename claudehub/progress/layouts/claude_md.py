@@ -1,0 +1,160 @@
+"""Layout "claude-md" (the original authoring guide).
+
+The course is one ``CLAUDE.md``: the tutor's instructions, with a fenced ```` ```json ````
+block holding ``{"stages": [...]}``. Each stage has a ``stageNumber``, a title, optional
+concepts and at most one quiz; stages are linear (each needs the one before it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..model import QUIZ_TYPES, Concept, CourseFormatError, Quiz, Stage
+from .common import (
+    CLAUDE_MD,
+    JSON_FENCE,
+    resolve_option,
+    str_field,
+    str_list_field,
+    with_requires,
+)
+
+
+def detect(folder: Path) -> bool:
+    """Whether ``folder`` has a CLAUDE.md with a stages block (cheap check)."""
+    claude = folder / CLAUDE_MD
+    if not claude.is_file():
+        return False
+    try:
+        text = claude.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return find_stages_block(text) is not None
+
+
+def find_stages_block(text: str) -> re.Match[str] | None:
+    """The fenced ```json block of CLAUDE.md that holds the stages, if any."""
+    for m in JSON_FENCE.finditer(text):
+        if '"stages"' in m.group(1):
+            return m
+    return None
+
+
+def parse_stages(text: str) -> list[Stage]:
+    """The stages of the CLAUDE.md ``text``, in order, each requiring the one before."""
+    blocks = list(JSON_FENCE.finditer(text))
+    if not blocks:
+        raise CourseFormatError(
+            CLAUDE_MD, 'no ```json block with {"stages": [...]} and no knowledge/courses.json'
+        )
+    # without a block naming "stages", the first block is what the author meant
+    block = find_stages_block(text) or blocks[0]
+    start_line = text.count("\n", 0, block.start(1)) + 1
+    try:
+        data = json.loads(block.group(1))
+    except json.JSONDecodeError as e:
+        raise CourseFormatError(
+            CLAUDE_MD,
+            f"invalid JSON in the ```json block: {e.msg} (line {start_line + e.lineno - 1})",
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), list):
+        raise CourseFormatError(CLAUDE_MD, 'the ```json block must be {"stages": [...]}')
+    raw_stages = data["stages"]
+    if not raw_stages:
+        raise CourseFormatError(CLAUDE_MD, '"stages" is empty')
+    stages: list[Stage] = []
+    seen: set[int] = set()
+    for i, raw in enumerate(raw_stages):
+        where = f"stages[{i}]"
+        if not isinstance(raw, dict):
+            raise CourseFormatError(CLAUDE_MD, f"{where} must be an object")
+        number = raw.get("stageNumber")
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise CourseFormatError(CLAUDE_MD, f'{where}: "stageNumber" must be an integer >= 1')
+        if number in seen:
+            raise CourseFormatError(CLAUDE_MD, f"duplicate stage number {number} ({where})")
+        seen.add(number)
+        stage_id = raw.get("id")
+        stage_id = stage_id if isinstance(stage_id, str) and stage_id else f"stage-{number}"
+        title = str_field(raw.get("title"), CLAUDE_MD, where, "title")
+        concepts = _concepts(raw.get("concepts"), where)
+        quizzes: tuple[Quiz, ...] = ()
+        if raw.get("quiz") is not None:
+            quizzes = (_quiz(raw["quiz"], f"{where}.quiz", stage_id),)
+        stages.append(
+            Stage(
+                number=number,
+                id=stage_id,
+                title=title,
+                description=str(raw.get("description") or ""),
+                concepts=concepts,
+                quizzes=quizzes,
+            )
+        )
+    stages.sort(key=lambda s: s.number)
+    # the original format is linear: each stage needs the one before it
+    linear = [stages[0]]
+    for prev, stage in itertools.pairwise(stages):
+        linear.append(with_requires(stage, (prev.number,)))
+    return linear
+
+
+def _concepts(raw: Any, where: str) -> tuple[Concept, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise CourseFormatError(CLAUDE_MD, f'{where}: "concepts" must be an array')
+    concepts = []
+    for j, c in enumerate(raw):
+        cw = f"{where}.concepts[{j}]"
+        if not isinstance(c, dict):
+            raise CourseFormatError(CLAUDE_MD, f"{cw} must be an object")
+        concepts.append(
+            Concept(
+                id=str_field(c.get("id"), CLAUDE_MD, cw, "id"),
+                title=str_field(c.get("title"), CLAUDE_MD, cw, "title"),
+                content=str_field(c.get("content"), CLAUDE_MD, cw, "content", required=False),
+            )
+        )
+    return tuple(concepts)
+
+
+def _quiz(raw: Any, where: str, stage_id: str) -> Quiz:
+    if not isinstance(raw, dict):
+        raise CourseFormatError(CLAUDE_MD, f"{where} must be an object")
+    qtype = raw.get("type", "multiple-choice")
+    if qtype not in QUIZ_TYPES:
+        raise CourseFormatError(
+            CLAUDE_MD, f'{where}: "type" must be one of {", ".join(QUIZ_TYPES)}'
+        )
+    quiz_id = raw.get("id")
+    quiz_id = quiz_id if isinstance(quiz_id, str) and quiz_id else f"{stage_id}-quiz"
+    question = str_field(raw.get("question"), CLAUDE_MD, where, "question")
+    answer = raw.get("correctAnswer")
+    if isinstance(answer, int | float) and not isinstance(answer, bool):
+        answer = str(answer)
+    if answer is not None and not isinstance(answer, str):
+        raise CourseFormatError(CLAUDE_MD, f'{where}: "correctAnswer" must be a string')
+    options: tuple[str, ...] = ()
+    if qtype == "multiple-choice":
+        options = str_list_field(raw.get("options"), CLAUDE_MD, where, "options")
+        if len(options) < 2:
+            raise CourseFormatError(CLAUDE_MD, f"{where}: a multiple-choice quiz needs 2+ options")
+        if answer is None:
+            raise CourseFormatError(CLAUDE_MD, f'{where}: "correctAnswer" is missing')
+        answer = resolve_option(answer, options)
+        if answer is None:
+            raise CourseFormatError(CLAUDE_MD, f'{where}: "correctAnswer" is not among the options')
+    explanation = raw.get("explanation") if isinstance(raw.get("explanation"), str) else None
+    return Quiz(
+        id=quiz_id,
+        question=question,
+        type=qtype,
+        options=options,
+        answer=answer,
+        explanation=explanation,
+    )
