@@ -298,3 +298,20 @@ def test_paper_json_problems_are_warnings(tmp_path: Path) -> None:
     (tmp_path / "p" / "paper.json").write_text(json.dumps({"title": "T", "authors": ["Alice"]}))
     course = parse_course(folder, "x")
     assert any("authors" in w for w in course.warnings)
+
+
+def test_each_layout_module_detects_its_own_layout(tmp_path: Path) -> None:
+    from claudehub.progress import parsing
+    from claudehub.progress.layouts import catalogue, claude_md
+
+    md = write_claude_md_course(tmp_path / "md")
+    cat = write_catalogue_course(tmp_path / "paper")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "CLAUDE.md").write_text("# Just a tutor\n\n```json\n{}\n```\n")
+    assert (claude_md.detect(md), catalogue.detect(md)) == (True, False)
+    assert catalogue.detect(cat)
+    assert [parsing.has_course(p) for p in (md, cat, empty)] == [True, True, False]
+    # the facade keeps the names other modules import from it (bundle.py, catalogue.py)
+    text = (md / parsing.CLAUDE_MD).read_text()
+    assert parsing.find_stages_block(text) is not None and parsing.JSON_FENCE.search(text)
