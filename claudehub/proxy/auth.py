@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from claudehub.proxy.errors import Refusal
 from claudehub.proxy.metrics import Metrics
 from claudehub.proxy.tasks import cancel_and_wait
 from claudehub.proxy.tokens import InvalidToken, TokenClaims, verify_token
@@ -26,25 +27,6 @@ log = logging.getLogger("claudehub.proxy")
 # iat and the hub's "started" both come from the hub's clock; this only absorbs rounding.
 _STARTED_TOLERANCE = 1.0
 _CACHE_MAX = 50_000
-
-
-class Refusal(Exception):
-    """A request the proxy answers itself with an Anthropic-style error."""
-
-    def __init__(
-        self,
-        status: int,
-        kind: str,
-        message: str,
-        reason: str,
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.message = message
-        self.reason = reason
-        self.headers = headers
 
 
 class TokenAuthenticator:
@@ -268,7 +250,7 @@ class HubPoller:
                 raise
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as e:
                 if self.metrics is not None:
-                    self.metrics.hub_poll_errors += 1
+                    self.metrics.count_hub_poll_error()
                 log.warning("Polling the hub for running servers failed: %s", e)
             await asyncio.sleep(self.interval)
 

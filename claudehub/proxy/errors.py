@@ -10,6 +10,31 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+
+class Refusal(Exception):
+    """A request the proxy answers itself with an Anthropic-style error.
+
+    Raised by the token checks (401/503) and by the limits (403/429/400) alike, which is why it
+    lives here and not with either of them. ``reason`` is the ``refusals_total`` label; the
+    message is shown to the person at the keyboard and never contains a token.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        reason: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.reason = reason
+        self.headers = headers
+
+
 REASONS = {
     200: b"OK",
     400: b"Bad Request",

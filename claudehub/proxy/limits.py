@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from claudehub.proxy.auth import Refusal
+from claudehub.proxy.errors import Refusal
 
 
 def utc_day(ts: float) -> int:

@@ -9,9 +9,10 @@ numbers come from the admin usage endpoint, not from metrics.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 PREFIX = "claudehub_keyproxy_"
+_TOKEN_KINDS = ("input", "output", "cache_creation", "cache_read")
 TTFB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -47,13 +48,49 @@ class Metrics:
         # name -> (help, callable returning the current value)
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
+    # -- counting (each a dict or int increment: these run on the hot path) ---------------
     def observe_ttfb(self, seconds: float) -> None:
+        """One upstream time to first byte (response headers), into the histogram."""
         self.ttfb_buckets[bisect.bisect_left(TTFB_BUCKETS, seconds)] += 1
         self.ttfb_sum += seconds
         self.ttfb_count += 1
 
     def refuse(self, reason: str) -> None:
+        """One request the proxy refused itself, by reason."""
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
+
+    def count_request(self, path: str, status: int) -> None:
+        """One answered request, by path (``other`` for unknown ones) and status."""
+        key = (path, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def count_tokens(self, model: str, usage: Sequence[int]) -> None:
+        """Tokens one response used: ``usage`` is (input, output, cache creation, cache read)."""
+        tokens = self.tokens
+        for kind, n in zip(_TOKEN_KINDS, usage, strict=True):
+            if n:
+                key = (model, kind)
+                tokens[key] = tokens.get(key, 0) + n
+
+    def count_upstream_error(self, kind: str) -> None:
+        """One upstream failure: ``connect``, ``timeout``, ``reset`` ..."""
+        self.upstream_errors[kind] = self.upstream_errors.get(kind, 0) + 1
+
+    def count_client_disconnect(self) -> None:
+        """A client went away before its response ended."""
+        self.client_disconnects += 1
+
+    def count_bad_request(self) -> None:
+        """A request that could not be parsed as HTTP."""
+        self.bad_requests += 1
+
+    def count_hub_poll_error(self) -> None:
+        """A failed poll of the hub for running servers."""
+        self.hub_poll_errors += 1
+
+    def count_key_reload(self) -> None:
+        """The real key was (re)loaded from its file."""
+        self.key_reloads += 1
 
     def gauge(self, name: str, help_text: str, fn: Callable[[], float]) -> None:
         """Register a gauge whose value is read at scrape time."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from claudehub.proxy.auth import Refusal
+from claudehub.proxy.errors import Refusal
 from claudehub.proxy.limits import Limits
 
 
