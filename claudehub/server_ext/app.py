@@ -1,17 +1,29 @@
-"""The claudehub jupyter-server extension: the Claude page, its terminal, the REST API."""
+"""The claudehub jupyter-server extension: the Claude page, its terminal, the REST API.
+
+The app is where the pieces are wired together: it builds the terminal sessions' manager
+(:mod:`claudehub.server_ext.sessions`) and the course backend
+(:mod:`claudehub.server_ext.course_handlers`) from its configuration, hands both to the
+handlers through the tornado settings and connects the terminals' tutor markers to the
+backend. No other module of the extension imports this one.
+"""
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from jupyter_server._tz import utcnow
 from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from . import lockdown as lockdown_mod
+from .course_handlers import COURSE_BACKEND_SETTING, CourseBackend
+from .course_handlers import default_handlers as course_handlers
+from .handlers import default_handlers
+from .sessions import SessionManager, SessionMode, SessionSettings
+from .terminal import PING_INTERVAL_SETTING, SESSIONS_SETTING
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -119,6 +131,44 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
         base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
         return base.rstrip("/") + "/hub/"
 
+    progress_url = Unicode(
+        help="""URL of the course+progress service (as the hub's service URL, e.g.
+        http://127.0.0.1:8081/services/progress/); empty: no course API (503).
+        Default $CLAUDEHUB_PROGRESS_URL (set by the spawner).""",
+    ).tag(config=True)
+
+    @default("progress_url")
+    def _default_progress_url(self) -> str:
+        return os.environ.get("CLAUDEHUB_PROGRESS_URL", "")
+
+    course_id = Unicode(
+        help="""The course this session was started with; empty: none chosen.
+        Default $CLAUDEHUB_COURSE_ID (set by the spawner).""",
+    ).tag(config=True)
+
+    @default("course_id")
+    def _default_course_id(self) -> str:
+        return os.environ.get("CLAUDEHUB_COURSE_ID", "")
+
+    course_dir = Unicode(
+        help="""Where the course's files are in the sandbox; its .learner/progress.json is kept
+        current. Default $CLAUDEHUB_COURSE_DIR (set by the spawner).""",
+    ).tag(config=True)
+
+    @default("course_dir")
+    def _default_course_dir(self) -> str:
+        return os.environ.get("CLAUDEHUB_COURSE_DIR", "")
+
+    api_token = Unicode(
+        help="""Token the course service is called with: the server's own hub token, which the
+        service resolves (through the hub) to the server's owner. Default
+        $JUPYTERHUB_API_TOKEN.""",
+    ).tag(config=True)
+
+    @default("api_token")
+    def _default_api_token(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
     # ------------------------------------------------------------------ hooks
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
@@ -129,49 +179,54 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
             lockdown_mod.configure_server(serverapp)
 
     def initialize_settings(self) -> None:
-        from .terminal import SessionManager
-
-        self.sessions = SessionManager(self)
-        self.settings["claude_sessions"] = self.sessions
+        """Build the course backend and the terminal sessions, for the handlers."""
+        self.course_backend = CourseBackend(
+            progress_url=self.progress_url,
+            token=self.api_token,
+            course_id=self.course_id,
+            course_dir=self.course_dir,
+        )
+        self.sessions = SessionManager(
+            SessionSettings(
+                command=tuple(self.command),
+                term_env=dict(self.term_env),
+                env_remove_prefixes=tuple(self.env_remove_prefixes),
+                mode=cast(SessionMode, self.session_mode),  # the Enum trait allows no other
+                replay_limit=self.replay_limit,
+                pause_timeout=self.pause_timeout,
+                ack_window=self.ack_window,
+                activity_interval=self.activity_interval,
+            ),
+            on_activity=self._record_activity,
+            on_marker=self.course_backend.on_marker,
+        )
+        self.settings[COURSE_BACKEND_SETTING] = self.course_backend
+        self.settings[SESSIONS_SETTING] = self.sessions
+        self.settings[PING_INTERVAL_SETTING] = self.ping_interval
         self.settings["claude_lockdown_log"] = self.log
 
     def initialize_handlers(self) -> None:
-        from .handlers import default_handlers
-
+        """The page, the terminal, the session and course APIs; with lockdown, the gate."""
         self.handlers.extend(default_handlers)
-        self.handlers.extend(_course_handlers(self))
+        self.handlers.extend(course_handlers)
         if self.lockdown:
             assert self.serverapp is not None
             lockdown_mod.install_gate(
                 self.serverapp.web_app, self.serverapp.base_url, self.allowed_paths
             )
 
-    def terminal_env(self) -> dict[str, str]:
-        """The environment of the terminal's process."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not any(k.startswith(p) for p in self.env_remove_prefixes)
-        }
-        env["TERM"] = "xterm-256color"
-        env["COLORTERM"] = "truecolor"
-        env.update(self.term_env)
-        return env
+    def _record_activity(self) -> None:
+        # jupyter-server's /api/status (and so the hub's idle culler) reports the latest of
+        # these times: terminal traffic is what "in use" means on this server
+        assert self.serverapp is not None
+        settings = self.serverapp.web_app.settings
+        settings.setdefault("last_activity_times", {})["claude"] = utcnow()
 
     async def stop_extension(self) -> None:
-        sessions = getattr(self, "sessions", None)
+        """Stop the terminal processes and the tutor-marker recordings still under way."""
+        sessions: SessionManager | None = getattr(self, "sessions", None)
         if sessions is not None:
             await sessions.shutdown()
-
-
-def _course_handlers(app: ClaudeHubApp) -> list[Any]:
-    """The courses REST API (claudehub.server_ext.course_handlers), when it is installed."""
-    name = f"{__package__}.course_handlers"
-    try:
-        course_handlers = importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name != name:
-            raise
-        app.log.debug("claudehub: no course handlers module")
-        return []
-    return list(getattr(course_handlers, "default_handlers", []))
+        backend: CourseBackend | None = getattr(self, "course_backend", None)
+        if backend is not None:
+            await backend.close()

@@ -5,14 +5,14 @@ service server-side with the server's ``JUPYTERHUB_API_TOKEN``, which the servic
 resolves (through the hub) to the server's owner. So a page can only ever read and
 write its owner's progress, and the service alone judges answers.
 
-Configuration comes from the spawner's environment (the contract in the team brief):
-``CLAUDEHUB_PROGRESS_URL``, ``CLAUDEHUB_COURSE_ID``, ``CLAUDEHUB_COURSE_DIR`` and
-``JUPYTERHUB_API_TOKEN``.
-
-Wiring (for the extension app): ``default_handlers`` is picked up by
-``ClaudeHubApp.initialize_handlers`` (patterns are relative: the ExtensionApp prefixes
-base_url); the terminal's marker filter is :func:`claudehub.server_ext.markers.make_filter`,
-which reports tutor markers to :func:`record_marker` here.
+Wiring: the extension app builds one :class:`CourseBackend` from its configuration
+(``ClaudeHubApp.progress_url``, ``course_id``, ``course_dir``, ``api_token``, whose
+defaults are the spawner's environment: ``CLAUDEHUB_PROGRESS_URL``,
+``CLAUDEHUB_COURSE_ID``, ``CLAUDEHUB_COURSE_DIR``, ``JUPYTERHUB_API_TOKEN``), puts it in the
+tornado settings (``settings["claudehub_course_backend"]``, read by these handlers) and
+passes :meth:`CourseBackend.on_marker` to the terminal sessions, which call it with each
+tutor marker found in the terminal's output. ``default_handlers`` have relative patterns:
+``ExtensionApp`` prefixes base_url.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +36,8 @@ AUTH_RESOURCE = "claude"
 COURSE_ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,199})"
 #: seconds one long-poll of the service waits for a change (SSE heartbeat period)
 POLL_WAIT = 25.0
+#: tornado settings: this server's CourseBackend
+COURSE_BACKEND_SETTING = "claudehub_course_backend"
 
 
 @dataclass
@@ -50,21 +51,14 @@ class CourseBackend:
     recorded: set[tuple[str, str, int | None]] = field(default_factory=set)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    @classmethod
-    def from_env(cls) -> CourseBackend:
-        return cls(
-            progress_url=os.environ.get("CLAUDEHUB_PROGRESS_URL", ""),
-            token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
-            course_id=os.environ.get("CLAUDEHUB_COURSE_ID", ""),
-            course_dir=os.environ.get("CLAUDEHUB_COURSE_DIR", ""),
-        )
-
     @property
     def configured(self) -> bool:
+        """Whether there is a service to call (and a token to call it with)."""
         return bool(self.progress_url and self.token)
 
     @property
     def client(self) -> ProgressClient:
+        """A client of the service, authenticated as this server."""
         return ProgressClient(self.progress_url, self.token)
 
     async def after_change(self, course_id: str, progress: dict[str, Any]) -> None:
@@ -105,35 +99,24 @@ class CourseBackend:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def on_marker(self, event: dict[str, Any]) -> None:
+        """The terminal sessions' marker hook: records a tutor completion.
 
-_backend: CourseBackend | None = None
+        ``event`` is ``{"kind": "stage", "stage": N}`` or ``{"kind": "course"}``.
+        """
+        kind = event.get("kind")
+        stage = event.get("stage")
+        if kind == "stage" and isinstance(stage, int):
+            self.schedule_marker("stage", stage)
+        elif kind == "course":
+            self.schedule_marker("course", None)
 
-
-def get_backend() -> CourseBackend:
-    """The process-wide backend (built from the environment on first use)."""
-    global _backend
-    if _backend is None:
-        _backend = CourseBackend.from_env()
-    return _backend
-
-
-def set_backend(backend: CourseBackend | None) -> None:
-    """Replace the process-wide backend (None: rebuild from the environment)."""
-    global _backend
-    _backend = backend
-
-
-def record_marker(event: dict[str, Any]) -> None:
-    """Called by the terminal's marker filter for each marker: records a tutor completion.
-
-    ``event`` is ``{"kind": "stage", "stage": N}`` or ``{"kind": "course"}``.
-    """
-    kind = event.get("kind")
-    stage = event.get("stage")
-    if kind == "stage" and isinstance(stage, int):
-        get_backend().schedule_marker("stage", stage)
-    elif kind == "course":
-        get_backend().schedule_marker("course", None)
+    async def close(self) -> None:
+        """The server stops: cancel the recordings still under way."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _CourseAPIHandler(APIHandler):
@@ -141,8 +124,9 @@ class _CourseAPIHandler(APIHandler):
 
     @property
     def backend(self) -> CourseBackend:
-        backend: CourseBackend | None = self.settings.get("claudehub_course_backend")
-        return backend or get_backend()
+        """This server's course backend (from the tornado settings)."""
+        backend: CourseBackend = self.settings[COURSE_BACKEND_SETTING]
+        return backend
 
     def _client(self) -> ProgressClient:
         if not self.backend.configured:
@@ -279,9 +263,3 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"/claude/api/courses/{COURSE_ID}/quizzes/([^/]{{1,255}})/answer", AnswerHandler),
     (rf"/claude/api/courses/{COURSE_ID}/events", EventsHandler),
 ]
-
-
-def handlers(base_url: str = "/") -> list[tuple[str, type[web.RequestHandler]]]:
-    """The same handlers with absolute patterns, for ``web_app.add_handlers``."""
-    prefix = base_url.rstrip("/")
-    return [(prefix + pattern, handler) for pattern, handler in default_handlers]

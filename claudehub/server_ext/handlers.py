@@ -22,7 +22,9 @@ from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, Extensi
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from .terminal import AUTH_RESOURCE, SessionManager, TerminalSocket
+from .course_handlers import COURSE_BACKEND_SETTING, CourseBackend
+from .sessions import SessionManager
+from .terminal import AUTH_RESOURCE, SESSIONS_SETTING, TerminalSocket
 
 
 class ClaudePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler):
@@ -35,6 +37,7 @@ class ClaudePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
     def get(self) -> None:
         app = self.extensionapp
         user = self.current_user
+        backend: CourseBackend = self.settings[COURSE_BACKEND_SETTING]
         page_config = {
             "baseUrl": self.base_url,
             "terminalUrl": self.base_url + "claude/terminal",
@@ -44,7 +47,7 @@ class ClaudePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
             "hubHost": os.environ.get("JUPYTERHUB_HOST", ""),
             "user": getattr(user, "username", ""),
             "serverName": os.environ.get("JUPYTERHUB_SERVER_NAME", ""),
-            "courseId": os.environ.get("CLAUDEHUB_COURSE_ID", ""),
+            "courseId": backend.course_id,
         }
         html = self.render_template(
             "claude.html",
@@ -63,7 +66,8 @@ class SessionHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def sessions(self) -> SessionManager:
-        sessions: SessionManager = self.settings["claude_sessions"]
+        """The terminal sessions of this server (from the tornado settings)."""
+        sessions: SessionManager = self.settings[SESSIONS_SETTING]
         return sessions
 
     @web.authenticated

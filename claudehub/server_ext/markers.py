@@ -143,11 +143,11 @@ class MarkerStripper:
 
 
 class TerminalMarkerFilter:
-    """The terminal's output filter (``feed(text) -> text``, ``pop_events()``).
+    """The terminal's output filter (``feed(text) -> text``, ``pop_events()``, ``flush()``).
 
-    Markers it finds are reported to the course handlers, which record a tutor
-    completion with the progress service; ``pop_events`` hands them to the terminal
-    code too (it forwards them to the page as ``["marker", event]``).
+    ``pop_events`` hands the markers found to the terminal session, which passes them to
+    its ``on_marker`` hook (the course backend records a tutor completion) and to the page
+    as ``["marker", event]``. ``on_event`` is called with each one as it is found.
     """
 
     def __init__(self, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -156,6 +156,7 @@ class TerminalMarkerFilter:
         self._on_event = on_event
 
     def feed(self, text: str) -> str:
+        """The text to show for this chunk, markers blanked (a possible start held back)."""
         out, events = self._stripper.feed(text)
         for event in events:
             payload: dict[str, Any] = {"kind": event.kind}
@@ -167,15 +168,10 @@ class TerminalMarkerFilter:
         return out
 
     def pop_events(self) -> list[dict[str, Any]]:
+        """The markers found since the last call, JSON-ready."""
         events, self._events = self._events, []
         return events
 
     def flush(self) -> str:
+        """Everything still held back (the stream ended)."""
         return self._stripper.flush()
-
-
-def make_filter() -> TerminalMarkerFilter:
-    """Factory the terminal code calls once per terminal process."""
-    from .course_handlers import record_marker
-
-    return TerminalMarkerFilter(on_event=record_marker)

@@ -25,115 +25,38 @@ server -> client
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import json
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_core.utils import ensure_async
-from jupyter_server._tz import utcnow
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
 from . import websocket
 from .pty_session import PtySession
-
-if TYPE_CHECKING:
-    from .app import ClaudeHubApp
+from .sessions import SessionManager
 
 AUTH_RESOURCE = "claude"
-
-
-def _marker_filter_factory() -> Any:
-    """The tutor-marker stripper of claudehub.server_ext.markers, if that module exists."""
-    name = f"{__package__}.markers"
-    try:
-        markers = importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name != name:
-            raise
-        return None
-    return getattr(markers, "make_filter", None)
-
-
-class SessionManager:
-    """Owns the terminal processes of this server."""
-
-    def __init__(self, app: ClaudeHubApp) -> None:
-        self.app = app
-        self.shared: PtySession | None = None
-        self.private: set[PtySession] = set()
-        self.connections: set[TerminalConnection] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._last_activity = 0.0
-        self._filter_factory = _marker_filter_factory()
-
-    def _new_session(self) -> PtySession:
-        app = self.app
-        return PtySession(
-            app.command,
-            env=app.terminal_env(),
-            replay_limit=app.replay_limit,
-            pause_timeout=app.pause_timeout,
-            ack_window=app.ack_window,
-            output_filter_factory=self._filter_factory,
-            on_activity=self.record_activity,
-        )
-
-    def record_activity(self) -> None:
-        """Terminal input or output: the user's session is in use (for the idle culler)."""
-        now = time.monotonic()
-        if now - self._last_activity < self.app.activity_interval:
-            return
-        self._last_activity = now
-        assert self.app.serverapp is not None
-        settings = self.app.serverapp.web_app.settings
-        settings.setdefault("last_activity_times", {})["claude"] = utcnow()
-
-    def open(self) -> PtySession:
-        """The session a new connection attaches to (started if needed)."""
-        if self.app.session_mode == "per-connection":
-            session = self._new_session()
-            self.private.add(session)
-            session.start()
-            return session
-        if self.shared is None:
-            self.shared = self._new_session()
-            self.shared.start()
-        return self.shared
-
-    def release_soon(self, session: PtySession) -> None:
-        """``release`` in a task of its own (from a callback that cannot wait)."""
-        task = asyncio.get_running_loop().create_task(self.release(session))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def release(self, session: PtySession) -> None:
-        """A connection closed. Private sessions end with it; the shared one lives on."""
-        if session in self.private and not session.clients:
-            self.private.discard(session)
-            await session.terminate()
-
-    async def shutdown(self) -> None:
-        """The server stops: so do the terminal processes and their connections."""
-        for connection in list(self.connections):
-            connection.close(websocket.GOING_AWAY, "the server is stopping")
-        sessions = list(self.private) + ([self.shared] if self.shared else [])
-        await asyncio.gather(*(s.terminate(grace=1.0) for s in sessions))
+#: tornado settings: the SessionManager, and the keep-alive ping interval (s, 0: none)
+SESSIONS_SETTING = "claude_sessions"
+PING_INTERVAL_SETTING = "claude_ping_interval"
 
 
 class TerminalSocket(JupyterHandler):
     """The HTTP end of the terminal websocket: authentication, authorization, the origin
     check and the upgrade. The connection itself then runs as a TerminalConnection on the
-    raw socket (see ``websocket.py`` for why not tornado's WebSocketHandler)."""
+    raw socket (see ``websocket.py`` for why not tornado's WebSocketHandler).
+
+    Needs ``settings["claude_sessions"]`` (a :class:`SessionManager`) and
+    ``settings["claude_ping_interval"]``, both set by the extension app."""
 
     auth_resource = AUTH_RESOURCE
 
     @property
     def sessions(self) -> SessionManager:
-        sessions: SessionManager = self.settings["claude_sessions"]
+        """The terminal sessions of this server (from the tornado settings)."""
+        sessions: SessionManager = self.settings[SESSIONS_SETTING]
         return sessions
 
     @ws_authenticated
@@ -163,7 +86,7 @@ class TerminalSocket(JupyterHandler):
             self.log,
             binary_output=binary,
             max_message_size=self.settings.get("websocket_max_message_size", 10 << 20),
-            ping_interval=self.sessions.app.ping_interval,
+            ping_interval=float(self.settings[PING_INTERVAL_SETTING]),
         )
         self.set_status(101)
         self.application.log_request(self)
@@ -216,7 +139,7 @@ class TerminalConnection(websocket.WebSocketConnection):
                 {
                     "pid": session.pid,
                     "alive": session.alive,
-                    "mode": self.sessions.app.session_mode,
+                    "mode": self.sessions.mode,
                 },
             ]
         )

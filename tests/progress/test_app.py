@@ -15,7 +15,6 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from claudehub.progress.app import ProgressService
-from claudehub.server_ext import course_handlers
 from tests.helpers import free_port
 
 from .coursekit import write_claude_md_course
@@ -82,29 +81,23 @@ def test_console_script_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 @pytest.fixture
 def jp_server_config() -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"claudehub.server_ext": True}}}
+    # no course service and no course chosen, whatever the environment says
+    return {
+        "ServerApp": {"jpserver_extensions": {"claudehub.server_ext": True}},
+        "ClaudeHubApp": {"progress_url": "", "course_id": ""},
+    }
 
 
-async def test_extension_api_without_a_service(
-    jp_fetch: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("CLAUDEHUB_PROGRESS_URL", raising=False)
-    monkeypatch.setenv("CLAUDEHUB_COURSE_ID", "")
-    course_handlers.set_backend(None)
-    try:
-        resp = await jp_fetch("claude", "api", "course")
-        assert json.loads(resp.body) == {"course_id": None, "course": None, "progress": None}
-        with pytest.raises(HTTPClientError) as err:
-            await jp_fetch("claude", "api", "courses")
-        assert err.value.code == 503
-        # there is no endpoint to post a completion through the extension
-        with pytest.raises(HTTPClientError) as err:
-            await jp_fetch(
-                "claude", "api", "courses", "t101", "completions", method="POST", body="{}"
-            )
-        assert err.value.code in (403, 404, 405)
-    finally:
-        course_handlers.set_backend(None)
+async def test_extension_api_without_a_service(jp_fetch: Any) -> None:
+    resp = await jp_fetch("claude", "api", "course")
+    assert json.loads(resp.body) == {"course_id": None, "course": None, "progress": None}
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("claude", "api", "courses")
+    assert err.value.code == 503
+    # there is no endpoint to post a completion through the extension
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("claude", "api", "courses", "t101", "completions", method="POST", body="{}")
+    assert err.value.code in (403, 404, 405)
 
 
 def test_admin_page_escapes_what_users_and_courses_supply() -> None:
