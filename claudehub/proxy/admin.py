@@ -20,14 +20,13 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
 from claudehub.proxy.errors import error_response, json_response
-
-if TYPE_CHECKING:
-    from claudehub.proxy.server import KeyProxyServer, Request
+from claudehub.proxy.request import Request
+from claudehub.proxy.server import KeyProxyServer
 
 log = logging.getLogger("claudehub.proxy")
 _HUB_CACHE_SECONDS = 60.0

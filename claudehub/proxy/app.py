@@ -8,6 +8,7 @@ only). ``claudehub-keyproxy mint-token --user NAME --ttl 3600`` prints a sandbox
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -31,8 +32,8 @@ from traitlets import (
 from traitlets.config import Application, Configurable
 
 from claudehub.proxy.limits import Limits
-from claudehub.proxy.server import DEFAULT_FORWARD_HEADERS, ProxySettings
 from claudehub.proxy.service import KeyProxy, KeyProxyOptions, read_secret_file
+from claudehub.proxy.settings import DEFAULT_FORWARD_HEADERS, ProxySettings
 from claudehub.proxy.tokens import mint_token
 
 log = logging.getLogger("claudehub.proxy")
@@ -301,6 +302,9 @@ class KeyProxyApp(TokenSecretMixin, Application):
     upstream_pool_size = Integer(256, help="Idle keep-alive upstream connections kept.").tag(
         config=True
     )
+    upstream_pool_idle_timeout = Float(
+        30.0, help="Seconds an idle pooled upstream connection is kept before it is closed."
+    ).tag(config=True)
     shutdown_timeout = Float(
         120.0, help="On SIGTERM, seconds open requests and streams get to finish."
     ).tag(config=True)
@@ -352,25 +356,17 @@ class KeyProxyApp(TokenSecretMixin, Application):
                 ours.addHandler(handler)
             ours.propagate = False
 
+    def build_settings(self) -> ProxySettings:
+        """The server's settings: each :class:`ProxySettings` field from the trait of its name."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(ProxySettings)}
+        # copies, so that the server never shares (or mutates) the app's trait values
+        values["api_key"] = self.api_key.strip()
+        values["forward_headers"] = list(self.forward_headers)
+        return ProxySettings(**values)
+
     def build_options(self) -> KeyProxyOptions:
         """Translate the configuration into the service's options."""
-        settings = ProxySettings(
-            upstream_url=self.upstream_url,
-            upstream_ca_file=self.upstream_ca_file,
-            api_key=self.api_key.strip(),
-            forward_headers=list(self.forward_headers),
-            max_body_bytes=self.max_body_bytes,
-            max_header_bytes=self.max_header_bytes,
-            header_timeout=self.header_timeout,
-            body_timeout=self.body_timeout,
-            keepalive_timeout=self.keepalive_timeout,
-            upstream_connect_timeout=self.upstream_connect_timeout,
-            upstream_timeout=self.upstream_timeout,
-            upstream_idle_timeout=self.upstream_idle_timeout,
-            upstream_pool_size=self.upstream_pool_size,
-            max_connections=self.max_connections,
-            access_log=self.access_log,
-        )
+        settings = self.build_settings()
         limits = Limits(
             rate_per_minute=self.rate_limit_per_minute,
             burst=self.rate_limit_burst,

@@ -3,6 +3,10 @@
 An :class:`Exchange` owns a request from the moment it is forwarded until its response has been
 relayed completely (or has failed); it is driven by callbacks from the upstream connection and
 by the client connection (disconnects, back-pressure, the timeout sweeper).
+
+It knows its client connection only as a :class:`Downstream` (the few things it reads and calls
+there), and is handed its collaborators (pool, settings, metrics, limits, usage) when it is
+made, so this module depends on neither the connection nor the listener.
 """
 
 from __future__ import annotations
@@ -10,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from claudehub.proxy.errors import error_response, reason, sse_error_event
-from claudehub.proxy.upstream import UpstreamConnection
-from claudehub.proxy.usage import SSEUsage, json_usage
-
-if TYPE_CHECKING:
-    from claudehub.proxy.server import ClientConnection, Request
+from claudehub.proxy.limits import Limits
+from claudehub.proxy.metrics import Metrics
+from claudehub.proxy.request import Request
+from claudehub.proxy.settings import ProxySettings
+from claudehub.proxy.upstream import UpstreamConnection, UpstreamPool
+from claudehub.proxy.usage import SSEUsage, UsageRecorder, json_usage
 
 log = logging.getLogger("claudehub.proxy")
 access_log = logging.getLogger("claudehub.proxy.access")
@@ -38,6 +44,34 @@ _HOP_BY_HOP = frozenset(
     }
 )
 
+#: Runs a background task for the exchange (the listener holds a reference until it ends).
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class Downstream(Protocol):
+    """What an exchange needs from the client connection it answers.
+
+    The exchange writes the response straight to ``transport`` (one call per chunk: no layer in
+    between on the hot path) and hands the connection back with :meth:`finish` or :meth:`drop`.
+    """
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def write_paused(self) -> bool: ...
+    @property
+    def shutting_down(self) -> bool: ...
+
+    def finish(self, keep_alive: bool) -> None:
+        """The response is completely written; go on with the next request (or close)."""
+        ...
+
+    def drop(self) -> None:
+        """The response cannot be completed: forget this exchange and abort the connection."""
+        ...
+
 
 class Exchange:
     """One forwarded request: upstream connection, response relay, usage, timeouts."""
@@ -50,26 +84,51 @@ class Exchange:
         "deadline",
         "deadline_idle",
         "done",
+        "fixed_head",
         "head",
         "idle_mark",
         "json_chunks",
         "last_data",
+        "limits",
+        "metrics",
         "paused",
+        "pool",
         "req",
         "retried",
         "sent_at",
-        "srv",
+        "settings",
+        "spawn",
         "sse",
         "status",
         "ttfb",
         "upstream",
+        "usage",
         "wrote_head",
     )
 
-    def __init__(self, client: ClientConnection, req: Request) -> None:
+    def __init__(
+        self,
+        client: Downstream,
+        req: Request,
+        *,
+        pool: UpstreamPool,
+        fixed_head: bytes,
+        settings: ProxySettings,
+        metrics: Metrics,
+        limits: Limits,
+        usage: UsageRecorder,
+        spawn: Spawn,
+    ) -> None:
+        """``fixed_head``: the header lines every upstream request starts with (host, real key)."""
         self.client = client
-        self.srv = client.srv
         self.req = req
+        self.pool = pool
+        self.fixed_head = fixed_head
+        self.settings = settings
+        self.metrics = metrics
+        self.limits = limits
+        self.usage = usage
+        self.spawn = spawn
         self.upstream: UpstreamConnection | None = None
         self.status = 0
         self.head = b""
@@ -91,15 +150,16 @@ class Exchange:
 
     # -- sending -----------------------------------------------------------------------------
     def start(self) -> None:
-        conn = self.srv.pool.acquire()
+        """Send the request on an idle pooled connection, or on a new one."""
+        conn = self.pool.acquire()
         if conn is not None:
             self._send(conn)
         else:
-            self.srv.spawn(self._connect_and_send())
+            self.spawn(self._connect_and_send())
 
     async def _connect_and_send(self) -> None:
         try:
-            conn = await self.srv.pool.connect()
+            conn = await self.pool.connect()
         except asyncio.CancelledError:
             raise
         except TimeoutError:
@@ -114,24 +174,22 @@ class Exchange:
                 f"The key proxy could not reach the Anthropic API ({e.strerror or type(e).__name__}).",
             )
             return
-        if self.done:
-            self.srv.pool.release(conn, True)
+        if self.done:  # the client left while we connected: keep the connection for others
+            self.pool.release(conn, True)
             return
         self._send(conn)
 
     def _send(self, conn: UpstreamConnection) -> None:
         req = self.req
-        srv = self.srv
         self.upstream = conn
         self.sent_at = time.monotonic()
-        self.deadline = self.sent_at + srv.settings.upstream_timeout
-        base = srv.target.base_path
+        self.deadline = self.sent_at + self.settings.upstream_timeout
         parts = [
             b"POST "
-            + base
+            + self.pool.target.base_path
             + req.url
             + b" HTTP/1.1\r\n"
-            + srv.fixed_head
+            + self.fixed_head
             + b"".join(req.forward)
             + b"content-length: %d\r\n\r\n" % req.body_len
         ]
@@ -142,9 +200,10 @@ class Exchange:
 
     # -- upstream callbacks ------------------------------------------------------------------
     def on_upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Response headers: build the client's head now, write it with the first body bytes."""
         now = time.monotonic()
         self.ttfb = now - self.sent_at
-        self.srv.metrics.observe_ttfb(self.ttfb)
+        self.metrics.observe_ttfb(self.ttfb)
         self.deadline = 0.0
         self.status = status
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason(status))]
@@ -162,7 +221,7 @@ class Exchange:
             if low == b"content-type" and value.startswith(b"text/event-stream"):
                 event_stream = True
             lines.append(name + b": " + value + b"\r\n")
-        keep = self.req.keep_alive and not self.srv.closing
+        keep = self.req.keep_alive and not self.client.shutting_down
         if length is not None and not chunked:
             lines.append(b"content-length: " + length + b"\r\n")
         else:
@@ -189,6 +248,7 @@ class Exchange:
             self.head = b""
 
     def on_upstream_body(self, data: bytes) -> None:
+        """A piece of the response body: relay it at once, then meter it."""
         self.bytes_in += len(data)
         transport = self.client.transport
         if transport is not None and not self.client.closed:
@@ -214,6 +274,7 @@ class Exchange:
             self.json_chunks.append(data)
 
     def on_upstream_complete(self, keep_alive: bool) -> None:
+        """The response ended: finish the client's response and account for it."""
         self._resume_for_pool()
         self.upstream = None
         tail = b"0\r\n\r\n" if self.chunked_out else b""
@@ -226,6 +287,7 @@ class Exchange:
         self.client.finish(self.req.keep_alive)
 
     def on_upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        """The upstream connection broke: retry once, or end the client's response with an error."""
         if self.done:
             return
         self.upstream = None
@@ -233,7 +295,7 @@ class Exchange:
             if conn.reused and not self.retried and self.bytes_in == 0:
                 # a keep-alive connection the upstream had just closed: try a fresh one once
                 self.retried = True
-                self.srv.spawn(self._connect_and_send())
+                self.spawn(self._connect_and_send())
                 return
             self._fail_before_head(
                 502, "reset", "The connection to the Anthropic API was lost before it answered."
@@ -248,22 +310,18 @@ class Exchange:
     def _fail_before_head(self, status: int, kind: str, message: str) -> None:
         if self.done:
             return
-        srv = self.srv
-        srv.metrics.upstream_errors[kind] = srv.metrics.upstream_errors.get(kind, 0) + 1
+        self.metrics.count_upstream_error(kind)
         log.warning(
             "Upstream failure (%s) for %s %s: %s", kind, self.req.user, self.req.route, message
         )
-        if self.upstream is not None:
-            self.upstream.handler = None
-            self.upstream.abort()
-            self.upstream = None
+        self._drop_upstream()
         self.status = status
         self._write(
             error_response(
                 status,
                 "api_error" if status != 504 else "timeout_error",
                 message,
-                keep_alive=self.req.keep_alive and not srv.closing,
+                keep_alive=self.req.keep_alive and not self.client.shutting_down,
             )
         )
         self.wrote_head = True
@@ -271,13 +329,9 @@ class Exchange:
         self.client.finish(self.req.keep_alive)
 
     def _fail_mid_stream(self, kind: str, message: str) -> None:
-        srv = self.srv
-        srv.metrics.upstream_errors[kind] = srv.metrics.upstream_errors.get(kind, 0) + 1
+        self.metrics.count_upstream_error(kind)
         log.warning("Upstream failure mid-response (%s) for %s: %s", kind, self.req.user, message)
-        if self.upstream is not None:
-            self.upstream.handler = None
-            self.upstream.abort()
-            self.upstream = None
+        self._drop_upstream()
         client = self.client
         if self.sse is not None and client.transport is not None:
             # end the stream the way the API does when it fails mid-stream: an error event
@@ -292,22 +346,31 @@ class Exchange:
             self._end(self.status)
             client.finish(False)
         else:
+            # a body with a length cannot be ended early: only a broken connection says so
             self._end(self.status)
-            client.exchange = None
-            client.abort()
+            client.drop()
 
     def cancel(self) -> None:
         """The client went away: stop the upstream request."""
         if self.done:
             return
-        self.srv.metrics.client_disconnects += 1
-        if self.upstream is not None:
-            self.upstream.handler = None
-            self.upstream.abort()
-            self.upstream = None
+        self.metrics.count_client_disconnect()
+        self._drop_upstream()
         self._end(499)
 
+    def _drop_upstream(self) -> None:
+        """Abort the upstream request, if one is open, and hear nothing more from it.
+
+        Aborting (not closing) makes the API stop generating, and billing, the response.
+        """
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.handler = None
+            up.abort()
+
     def check_deadline(self, now: float) -> None:
+        """Called by the sweeper: enforce the first-byte and the idle timeouts."""
         if self.done:
             return
         if self.deadline and now >= self.deadline:
@@ -317,23 +380,26 @@ class Exchange:
             if self.bytes_in != self.idle_mark:
                 self.idle_mark = self.bytes_in
                 self.deadline_idle = now
-            elif now - self.deadline_idle > self.srv.settings.upstream_idle_timeout:
+            elif now - self.deadline_idle > self.settings.upstream_idle_timeout:
                 self._fail_mid_stream("timeout", "The Anthropic API stopped sending mid-response.")
 
     # -- flow control ----------------------------------------------------------------------------
     def pause_upstream(self) -> None:
+        """The client stopped reading: stop reading the upstream (back-pressure)."""
         up = self.upstream
         if up is not None and up.transport is not None and not self.paused:
             self.paused = True
             up.transport.pause_reading()
 
     def resume_upstream(self) -> None:
+        """The client reads again: so do we."""
         up = self.upstream
         if up is not None and up.transport is not None and self.paused:
             self.paused = False
             up.transport.resume_reading()
 
     def _resume_for_pool(self) -> None:
+        # a connection going back to the pool must not stay paused
         if self.paused:
             self.resume_upstream()
 
@@ -347,37 +413,28 @@ class Exchange:
         """Account for the finished exchange (metrics, usage, budget, access log)."""
         self.done = True
         req = self.req
-        srv = self.srv
-        metrics = srv.metrics
-        key = (req.route, status)
-        metrics.requests[key] = metrics.requests.get(key, 0) + 1
+        self.metrics.count_request(req.route, status)
         model = ""
-        usage: list[int] | None = None
+        counts: list[int] | None = None
         if self.sse is not None:
-            model, usage = self.sse.model, self.sse.usage
+            model, counts = self.sse.model, self.sse.usage
         elif self.json_chunks:
             body = self.json_chunks[0] if len(self.json_chunks) == 1 else b"".join(self.json_chunks)
-            model, usage = json_usage(body)
+            model, counts = json_usage(body)
         now = time.monotonic()
-        if usage is not None:
-            if any(usage):
-                tokens = metrics.tokens
-                for kind, n in zip(
-                    ("input", "output", "cache_creation", "cache_read"), usage, strict=True
-                ):
-                    if n:
-                        k = (model, kind)
-                        tokens[k] = tokens.get(k, 0) + n
-                srv.limits.add_usage(req.user, srv.limits.budget_tokens(usage))
+        if counts is not None:
+            if any(counts):
+                self.metrics.count_tokens(model, counts)
+                self.limits.add_usage(req.user, self.limits.budget_tokens(counts))
         else:
-            usage = [0, 0, 0, 0]
-        srv.usage.record(
+            counts = [0, 0, 0, 0]
+        self.usage.record(
             (req.user, req.server, model, req.route, status, self.sse is not None),
-            usage,
+            counts,
             (now - req.started) * 1000,
             0.0 if self.ttfb is None else self.ttfb * 1000,
         )
-        if srv.settings.access_log:
+        if self.settings.access_log:
             access_log.info(
                 "%s %s %d user=%s model=%s %.1fms",
                 "POST",

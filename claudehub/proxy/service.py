@@ -21,7 +21,8 @@ from claudehub.proxy.admin import AdminAuth, LocalEndpoints
 from claudehub.proxy.auth import HubPoller, TokenAuthenticator
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.metrics import Metrics
-from claudehub.proxy.server import KeyProxyServer, ProxySettings
+from claudehub.proxy.server import KeyProxyServer
+from claudehub.proxy.settings import ProxySettings
 from claudehub.proxy.tasks import cancel_and_wait
 from claudehub.proxy.usage import UsageRecorder, UsageStore, day_string
 
@@ -184,7 +185,7 @@ class KeyProxy:
         key_stamp = stamp(o.api_key_file) if o.api_key_file else None
         secret_stamp = stamp(o.token_secret_file) if o.token_secret_file else None
         if o.api_key_file and self.server.has_key:
-            self.metrics.key_reloads += 1
+            self.metrics.count_key_reload()
         while True:
             await asyncio.sleep(o.file_poll_interval)
             if o.api_key_file:
@@ -196,7 +197,7 @@ class KeyProxy:
                     except ValueError as e:
                         log.error("Ignoring the new API key file: %s", e)
                     else:
-                        self.metrics.key_reloads += 1
+                        self.metrics.count_key_reload()
                         log.info("Reloaded the API key from %s", o.api_key_file)
             if o.token_secret_file:
                 s = stamp(o.token_secret_file)

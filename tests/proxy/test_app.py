@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from claudehub.proxy.app import KeyProxyApp, MintTokenApp
+from claudehub.proxy.settings import ProxySettings
 from claudehub.proxy.tokens import verify_token
 
 ENV = (
@@ -94,6 +96,22 @@ def test_config_file_and_command_line(tmp_path: Path, monkeypatch: pytest.Monkey
     # the command line wins over the file
     assert o.limits.max_tokens_cap == 4096 and o.limits.max_tokens_policy == "reject"
     assert list(o.settings.forward_headers) == ["anthropic-version", "x-fake-*"]
+
+
+def test_every_server_setting_is_a_trait_with_the_same_default() -> None:
+    """ProxySettings is built from the traits by name: each field needs its trait, in step."""
+    a = app([])  # the environment is clean (see the fixture): env-based defaults do not apply
+    traits = a.traits(config=True)
+    defaults = ProxySettings()
+    for f in dataclasses.fields(ProxySettings):
+        assert f.name in traits, f"ProxySettings.{f.name} has no KeyProxyApp trait"
+        trait_default = getattr(a, f.name)
+        field_default = getattr(defaults, f.name)
+        if isinstance(field_default, Sequence) and not isinstance(field_default, str):
+            trait_default, field_default = list(trait_default), list(field_default)
+        assert trait_default == field_default, f.name
+        assert type(trait_default) is type(field_default), f.name
+    assert a.build_settings() == ProxySettings(forward_headers=list(defaults.forward_headers))
 
 
 def test_hub_poll_interval_is_capped_so_tokens_die_within_a_minute(
