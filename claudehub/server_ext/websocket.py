@@ -8,14 +8,24 @@ frame is parsed in ``data_received`` and a message is written with one ``send``.
 
 Scope: what the terminal needs, complete for that: text and binary messages, fragmentation,
 ping/pong, keep-alive, the close handshake with code validation, a message size limit,
-UTF-8 validation, write backpressure. Extensions (permessage-deflate) and subprotocols are
-not negotiated; terminal frames are small and compression costs more than it saves.
+UTF-8 validation, write backpressure. A subprotocol is answered when the caller picks one of
+the client's offers (the terminal picks ``claudehub.v2``: ``handshake_response``).
+Extensions (permessage-deflate) are not negotiated; terminal frames are small and
+compression costs more than it saves.
+
+Conformance: ``tests/server_ext/test_ws_conformance.py``, a corpus modelled on the Autobahn
+test suite's server cases. Errors are found as early as the bytes allow: a frame whose
+header is wrong (out of place, oversized) is refused before its payload arrives, and a
+fragmented text message is UTF-8 checked fragment by fragment (a single frame once it is
+complete). A peer that floods pings without reading gets no more than the write buffer's
+high-water mark of pongs queued (then only the latest ping is answered).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import hashlib
 import logging
 import os
@@ -141,9 +151,16 @@ class WebSocketConnection(asyncio.Protocol):
         self._initial = b""  # what the client sent after its request, read by tornado already
         self._write: Callable[[bytes], None] = _not_connected
         self._buf = bytearray()
+        # a fragmented message being received: binary fragments as they came, text fragments
+        # decoded as they come (so invalid UTF-8 fails the connection without waiting for
+        # the end of the message)
         self._fragments: list[bytes] = []
+        self._text: list[str] = []
+        self._decoder: codecs.IncrementalDecoder | None = None
         self._fragment_opcode: int | None = None
         self._fragment_size = 0
+        self._write_congested = False  # the transport is over its high-water mark
+        self._pending_pong: bytes | None = None  # the latest ping not answered while congested
         self._close_sent = False
         self._input_done = False  # a close frame was received, or the input was bad
         self._heard = True  # something arrived since the last keep-alive ping
@@ -248,9 +265,14 @@ class WebSocketConnection(asyncio.Protocol):
         )
 
     def pause_writing(self) -> None:
+        self._write_congested = True
         self.on_congestion(True)
 
     def resume_writing(self) -> None:
+        self._write_congested = False
+        pong, self._pending_pong = self._pending_pong, None
+        if pong is not None:
+            self._send_frame(PONG, pong)
         self.on_congestion(False)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -262,6 +284,7 @@ class WebSocketConnection(asyncio.Protocol):
                 timer.cancel()
         self._buf.clear()
         self._fragments.clear()
+        self._text.clear()
         self.on_close()
 
     def eof_received(self) -> bool:
@@ -312,45 +335,71 @@ class WebSocketConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ frames
 
     def _header_ok(self, b0: int, b1: int, opcode: int, length: int) -> bool:
+        """Check a frame on its header alone (before its payload is waited for). The
+        fragmentation state is that after every earlier frame: frames are handled in order."""
         if b0 & 0x70:
             self._fail(PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)")
         elif not b1 & 0x80:
             self._fail(PROTOCOL_ERROR, "a frame from the client was not masked")
+        elif length >> 63:
+            self._fail(PROTOCOL_ERROR, "the top bit of a 64-bit length was set")
         elif opcode in _CONTROL_OPCODES:
             if not b0 & 0x80 or length > 125:
                 self._fail(PROTOCOL_ERROR, "a control frame was fragmented or too long")
         elif opcode not in _DATA_OPCODES:
             self._fail(PROTOCOL_ERROR, f"unknown opcode {opcode}")
+        elif opcode == CONTINUATION and self._fragment_opcode is None:
+            self._fail(PROTOCOL_ERROR, "a continuation frame without a message to continue")
+        elif opcode != CONTINUATION and self._fragment_opcode is not None:
+            self._fail(PROTOCOL_ERROR, "a new message inside a fragmented one")
         elif self._fragment_size + length > self.max_message_size:
             self._fail(MESSAGE_TOO_BIG, f"message over {self.max_message_size} bytes")
         return not self._input_done
 
     def _on_frame(self, fin: bool, opcode: int, payload: bytes) -> None:
+        # (_header_ok has refused frames out of place: a continuation here continues a
+        # message, any other data frame starts one)
         if opcode == PING:
-            self._send_frame(PONG, payload)
+            if self._write_congested:
+                # a peer that pings and does not read: queue no answer per ping (a flood would
+                # pile up in memory); RFC 6455 5.5.3 allows answering only the most recent one
+                self._pending_pong = payload
+            else:
+                self._send_frame(PONG, payload)
         elif opcode == PONG:
             pass  # its arrival already counted as heard (data_received)
         elif opcode == CLOSE:
             self._on_close_frame(payload)
-        elif opcode == CONTINUATION:
-            if self._fragment_opcode is None:
-                self._fail(PROTOCOL_ERROR, "a continuation frame without a message to continue")
-                return
-            self._fragments.append(payload)
-            self._fragment_size += len(payload)
-            if fin:
-                message = b"".join(self._fragments)
-                opcode = self._fragment_opcode
-                self._fragments, self._fragment_opcode, self._fragment_size = [], None, 0
-                self._deliver(opcode, message)
-        elif self._fragment_opcode is not None:
-            self._fail(PROTOCOL_ERROR, "a new message inside a fragmented one")
-        elif fin:
+        elif fin and opcode != CONTINUATION:
             self._deliver(opcode, payload)
         else:
+            self._on_fragment(fin, opcode, payload)
+
+    def _on_fragment(self, fin: bool, opcode: int, payload: bytes) -> None:
+        """A frame of a fragmented message: the first (TEXT or BINARY) or a continuation."""
+        if opcode != CONTINUATION:
             self._fragment_opcode = opcode
+            if opcode == TEXT:
+                self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._fragment_size += len(payload)
+        if self._decoder is not None:
+            try:
+                self._text.append(self._decoder.decode(payload, final=fin))
+            except UnicodeDecodeError:
+                self._fail(INVALID_DATA, "a text message was not valid UTF-8")
+                return
+        else:
             self._fragments.append(payload)
-            self._fragment_size = len(payload)
+        if not fin:
+            return
+        message: str | bytes
+        if self._decoder is not None:
+            message = "".join(self._text)
+        else:
+            message = b"".join(self._fragments)
+        self._fragments, self._text, self._decoder = [], [], None
+        self._fragment_opcode, self._fragment_size = None, 0
+        self.on_message(message)
 
     def _deliver(self, opcode: int, payload: bytes) -> None:
         if opcode == TEXT:
