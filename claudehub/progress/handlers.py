@@ -44,7 +44,7 @@ async def resolve_hub_user(handler: Any) -> dict[str, Any] | None:
     return user
 
 
-class BaseHandler(HubAuthenticated, web.RequestHandler):
+class BaseHandler(HubAuthenticated, web.RequestHandler):  # type: ignore[misc, unused-ignore]  # untyped base (no stubs)
     """JSON in and out; every request must carry a hub token."""
 
     @property
@@ -53,7 +53,8 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
 
     @property
     def state(self) -> ServiceState:
-        return self.settings["claudehub_state"]
+        state: ServiceState = self.settings["claudehub_state"]
+        return state
 
     @property
     def user_name(self) -> str:

@@ -47,7 +47,7 @@ class SandboxStartError(Exception):
         self.jupyterhub_message = message
 
 
-class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):
+class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unused-ignore]  # untyped base (no stubs)
     """Spawn each user's Claude Code sandbox as a locked-down pod."""
 
     sandbox_uid = Int(
@@ -357,7 +357,8 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):
     async def get_pod_manifest(self) -> V1Pod:
         """KubeSpawner's pod, with the sandbox volumes and every sandbox invariant applied."""
         manifest = self._checked_manifest(await super().get_pod_manifest())
-        return codec.to_model(manifest, "V1Pod")
+        pod: V1Pod = codec.to_model(manifest, "V1Pod")
+        return pod
 
     async def _make_create_pod_request(self, pod: V1Pod, request_timeout: float) -> bool:
         """Create the pod; True when done, False to be retried (KubeSpawner's contract)."""
@@ -396,7 +397,7 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):
 
     def get_pvc_manifest(self) -> V1PersistentVolumeClaim:
         """The user's home PVC, labelled as claudehub storage (not as a sandbox pod)."""
-        pvc = super().get_pvc_manifest()
+        pvc: V1PersistentVolumeClaim = super().get_pvc_manifest()
         labels = dict(pvc.metadata.labels or {})
         labels.pop("component", None)
         labels.update(objects.storage_labels(self.user.name))

@@ -24,7 +24,7 @@ from traitlets import Unicode, default
 from .common import SandboxSpawnerMixin, scrub_environment
 
 
-class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):
+class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # type: ignore[misc, unused-ignore]  # untyped base (no stubs)
     """Spawn the claudehub sandbox server (jupyterhub-singleuser + the extension) locally."""
 
     sandbox_root = Unicode(
