@@ -13,6 +13,7 @@ teach its lessons' prerequisites.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ from .common import (
     split_options,
     str_field,
     str_list_field,
-    with_requires,
 )
 
 
@@ -131,7 +131,7 @@ def parse_stages(folder: Path, warnings: list[str]) -> list[Stage]:
         requires = sorted(
             {concept_stage[p] for p in prereqs[stage.number] if p in concept_stage} - {stage.number}
         )
-        result.append(with_requires(stage, tuple(requires)))
+        result.append(replace(stage, requires=tuple(requires)))
     _check_acyclic(result)
     return result
 

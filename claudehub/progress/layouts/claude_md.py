@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ from .common import (
     resolve_option,
     str_field,
     str_list_field,
-    with_requires,
 )
 
 
@@ -99,7 +99,7 @@ def parse_stages(text: str) -> list[Stage]:
     # the original format is linear: each stage needs the one before it
     linear = [stages[0]]
     for prev, stage in itertools.pairwise(stages):
-        linear.append(with_requires(stage, (prev.number,)))
+        linear.append(replace(stage, requires=(prev.number,)))
     return linear
 
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..model import CourseFormatError, Stage
+from ..model import CourseFormatError
 
 CLAUDE_MD = "CLAUDE.md"
 COURSES_JSON = "knowledge/courses.json"
@@ -81,19 +81,6 @@ def str_list_field(value: Any, file: str, where: str, name: str) -> tuple[str, .
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise CourseFormatError(file, f'{where}: "{name}" must be an array of strings')
     return tuple(value)
-
-
-def with_requires(stage: Stage, requires: tuple[int, ...]) -> Stage:
-    """A copy of ``stage`` that requires the stages numbered ``requires``."""
-    return Stage(
-        number=stage.number,
-        id=stage.id,
-        title=stage.title,
-        description=stage.description,
-        concepts=stage.concepts,
-        quizzes=stage.quizzes,
-        requires=requires,
-    )
 
 
 # ---------------------------------------------------------------------------
