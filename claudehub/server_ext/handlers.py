@@ -84,7 +84,7 @@ class SessionHandler(ExtensionHandlerMixin, APIHandler):
     async def delete(self) -> None:
         app = self.extensionapp
         api_url = getattr(app, "hub_api_url", "")
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        token = getattr(app, "api_token", "")  # ClaudeHubApp.api_token: $JUPYTERHUB_API_TOKEN
         user = os.environ.get("JUPYTERHUB_USER", "")
         if not (api_url and token and user):
             raise web.HTTPError(501, "This server is not running under JupyterHub")
