@@ -1,13 +1,13 @@
 """JupyterHub configuration for claudehub's local mode (`make run`).
 
-All logic lives in claudehub.hub_config.local; settings come from the environment
+All logic lives in claudehub.hub.local; settings come from the environment
 (ANTHROPIC_API_KEY, ANTHROPIC_UPSTREAM_URL, CLAUDEHUB_*) or can be set below.
 """
 
 import os
 import sys
 
-from claudehub.hub_config.local import LocalSettings, banner, configure_local
+from claudehub.hub.local import LocalSettings, banner, configure_local
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
 

@@ -99,8 +99,8 @@ def hub_environment(rendering: Rendering) -> dict[str, str]:
 
 def hub_config(rendering: Rendering, tmp_path: Path) -> tuple[Config, dict[str, Any]]:
     """What jupyterhub_config.py builds from the rendered ConfigMap and Secret."""
-    from claudehub.hub_config import settings as hub_settings
-    from claudehub.hub_config.kubernetes import configure_kubernetes
+    from claudehub.hub import settings as hub_settings
+    from claudehub.hub.kubernetes import configure_kubernetes
 
     text = rendering.one("ConfigMap", "claudehub-hub-config")["data"]["values.yaml"]
     path = tmp_path / "values.yaml"

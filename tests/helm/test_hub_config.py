@@ -1,7 +1,7 @@
 """The hub the chart configures spawns the pod the chart's values promise.
 
 The chart's rendered settings file goes through the hub's own loader
-(claudehub.hub_config.settings + kubernetes), and the resulting ClaudeSpawner builds the
+(claudehub.hub.settings + kubernetes), and the resulting ClaudeSpawner builds the
 sandbox pod with its own pod builder. The pod must carry the values' image, resources,
 profile, namespace and URLs, fit the chart's LimitRange and be counted by its ResourceQuota.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from claudehub.hub_config import settings as hub_settings
+from claudehub.hub import settings as hub_settings
 from tests.helm.charts import NAMESPACE, Rendering, deep_merge, render
 from tests.helm.spawned import build_sandbox_pod, hub_config
 

@@ -9,7 +9,7 @@ import pytest
 from tornado import web
 from traitlets.config import Config
 
-from claudehub.hub_config.local import LocalSettings, banner, configure_local
+from claudehub.hub.local import LocalSettings, banner, configure_local
 from claudehub.proxy.tokens import verify_token
 from claudehub.spawner.common import scrub_environment
 from claudehub.spawner.local import LocalSandboxSpawner

@@ -18,8 +18,8 @@ import pytest_asyncio
 import yaml
 
 from tests.helpers import free_port
-from tests.hub_config.hubproc import running_hub
-from tests.hub_config.test_kubernetes import ENV, SETTINGS
+from tests.hub.hubproc import running_hub
+from tests.hub.test_kubernetes import ENV, SETTINGS
 from tests.spawner.conftest import KUBECONFIG
 from tests.spawner.emulator import ClusterEmulator, Kubelet
 from tests.spawner.pss import restricted_violations
@@ -83,8 +83,8 @@ async def test_100_concurrent_spawns_only_refused_by_the_limits(
         api_url = str(server.url).rstrip("/")
         _, env = hub_files(tmp_path, api_url)
         config = f"""
-from claudehub.hub_config.kubernetes import configure_kubernetes
-from claudehub.hub_config.settings import load
+from claudehub.hub.kubernetes import configure_kubernetes
+from claudehub.hub.settings import load
 configure_kubernetes(c, load())
 c.ClaudeSpawner.port = {sandbox_server}
 c.ClaudeSpawner.start_timeout = 60

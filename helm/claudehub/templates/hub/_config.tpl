@@ -1,6 +1,6 @@
 {{/*
 The hub's settings file (/etc/claudehub/values.yaml, read by hub_config/jupyterhub_config.py
-through claudehub.hub_config.kubernetes). It holds no secret: secrets reach the hub as
+through claudehub.hub.kubernetes). It holds no secret: secrets reach the hub as
 environment variables and files from the hub Secret. This template is the single place where
 chart values map onto the hub loader's keys.
 */}}

@@ -2,8 +2,8 @@
 
 ``hub_config/jupyterhub_config.py`` (the file the chart's hub Deployment runs) is::
 
-    from claudehub.hub_config.kubernetes import configure_kubernetes
-    from claudehub.hub_config.settings import load
+    from claudehub.hub.kubernetes import configure_kubernetes
+    from claudehub.hub.settings import load
     configure_kubernetes(get_config(), load())
 
 Secrets never come from the settings file. The hub reads them from its environment, filled
@@ -213,7 +213,7 @@ def configure_kubernetes(
 ) -> None:
     """Fill JupyterHub config ``c`` for Kubernetes mode from checked ``settings``.
 
-    Raises :class:`~claudehub.hub_config.settings.SettingsError` naming a missing secret.
+    Raises :class:`~claudehub.hub.settings.SettingsError` naming a missing secret.
     """
     env = os.environ if environ is None else environ
     hub = settings["hub"]

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from claudehub.hub_config.kubernetes import configure_kubernetes, culler_command
-from claudehub.hub_config.settings import SettingsError, load, validate
+from claudehub.hub.kubernetes import configure_kubernetes, culler_command
+from claudehub.hub.settings import SettingsError, load, validate
 from claudehub.spawner.kube import ClaudeSpawner
 
 REPO = Path(__file__).resolve().parents[2]

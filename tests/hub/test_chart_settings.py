@@ -12,12 +12,12 @@ import yaml
 from jupyterhub.objects import Hub
 from traitlets.config import Config
 
-from claudehub.hub_config.kubernetes import configure_kubernetes
-from claudehub.hub_config.settings import validate
+from claudehub.hub.kubernetes import configure_kubernetes
+from claudehub.hub.settings import validate
 from claudehub.spawner import codec
 from claudehub.spawner.kube import ClaudeSpawner
 from tests.helm.charts import CHART, KUBE_VERSIONS, VALUE_SETS, deep_merge, render
-from tests.hub_config.test_kubernetes import ENV
+from tests.hub.test_kubernetes import ENV
 from tests.spawner.conftest import kubeconfig  # noqa: F401  (a fixture)
 from tests.spawner.pss import restricted_violations
 

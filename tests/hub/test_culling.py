@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from jupyterhub_idle_culler import cull_idle
 
-from claudehub.hub_config.kubernetes import CULLER_SERVICE, services_and_roles
-from tests.hub_config.hubproc import running_hub
-from tests.hub_config.test_kubernetes import ENV, SETTINGS
+from claudehub.hub.kubernetes import CULLER_SERVICE, services_and_roles
+from tests.hub.hubproc import running_hub
+from tests.hub.test_kubernetes import ENV, SETTINGS
 
 pytestmark = [pytest.mark.slow]
 
