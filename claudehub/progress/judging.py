@@ -6,10 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from .layouts.options import TRUE_FALSE
 from .model import Quiz
 
 _NUMBER = re.compile(r"^\s*\(?(\d{1,3})\s*[).]?\s*$")
 _NUMBERED_TEXT = re.compile(r"^\s*\(?(\d{1,3})[).]\s+(\S.*?)\s*$", re.S)
+_LABEL = re.compile(r"^\s*\(?([A-Za-z])\s*[).]?\s*$")
+_LABELLED_TEXT = re.compile(r"^\s*\(?([A-Za-z])[).]\s+(\S.*?)\s*$", re.S)
 
 #: "correct": completion earned; "wrong": try again; "tutor": the tutor judges it
 VerdictStatus = Literal["correct", "wrong", "tutor"]
@@ -36,9 +39,10 @@ def normalise(text: str) -> str:
 def judge(quiz: Quiz, answer: str) -> Verdict:
     """Judge ``answer`` to ``quiz``.
 
-    Multiple-choice: the option's number ("2", "2)", "2.") or its exact text (case and
-    surrounding/multiple spaces aside), or both ("2) text"), are right; anything else
-    is wrong. Free-response and code-challenge quizzes match a reference answer, if the
+    Multiple-choice: the option's number ("2", "2)", "2."), its letter when the author
+    lettered the options ("B", "b)"), or its exact text (case and surrounding/multiple
+    spaces aside), or both ("2) text", "B) text"), are right; anything else is wrong. A
+    true/false answer may end in "." or "!" ("false."). Free-response and code-challenge quizzes match a reference answer, if the
     course has one, the same way; otherwise they go to the tutor.
     """
     if quiz.type == "multiple-choice":
@@ -55,20 +59,40 @@ def judge(quiz: Quiz, answer: str) -> Verdict:
 
 
 def _chosen_option(quiz: Quiz, answer: str) -> str | None:
-    """The option ``answer`` designates, or None if it designates none unambiguously."""
+    """The option ``answer`` designates, or None if it designates none unambiguously.
+
+    A number in range is the option's position (the panels send positions); one out of
+    range may still be an option's text ("100").
+    """
     m = _NUMBER.match(answer)
     if m:
         index = int(m.group(1))
-        return quiz.options[index - 1] if 1 <= index <= len(quiz.options) else None
+        if 1 <= index <= len(quiz.options):
+            return quiz.options[index - 1]
+    if quiz.options == TRUE_FALSE:
+        answer = answer.strip().rstrip(".!")
     wanted = normalise(answer)
     for opt in quiz.options:
         if normalise(opt) == wanted:
             return opt
-    m = _NUMBERED_TEXT.match(answer)
-    if m:
-        index = int(m.group(1))
-        if 1 <= index <= len(quiz.options):
-            opt = quiz.options[index - 1]
-            if normalise(opt) == normalise(m.group(2)):
-                return opt
+    m = _LABEL.match(answer)
+    if m and quiz.option_labels:
+        return _labelled(quiz, m.group(1))
+    for pattern in (_NUMBERED_TEXT, _LABELLED_TEXT):
+        m = pattern.match(answer)
+        if m:
+            chosen = _labelled(quiz, m.group(1))
+            if chosen is not None and normalise(chosen) == normalise(m.group(2)):
+                return chosen
+    return None
+
+
+def _labelled(quiz: Quiz, label: str) -> str | None:
+    """The option numbered or labelled ``label``."""
+    if label.isdigit():
+        index = int(label)
+        return quiz.options[index - 1] if 1 <= index <= len(quiz.options) else None
+    for opt, lab in zip(quiz.options, quiz.option_labels, strict=False):
+        if lab.casefold() == label.casefold():
+            return opt
     return None

@@ -27,6 +27,9 @@ class Quiz:
     answer: str | None = None
     explanation: str | None = None
     concept_id: str | None = None
+    #: how the author labelled the options when not 1, 2, 3... (e.g. "A", "B", "C"); the
+    #: learner may answer with a label too
+    option_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,38 @@ class Stage:
     requires: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class CourseWarning:
+    """A problem that did not stop a course from loading: what was ignored, and why.
+
+    ``file`` is relative to the course folder (``../paper.json`` for the paper's card),
+    ``path`` the JSON path inside it (``modules[0].lessons[2]``; "" for the whole file).
+    """
+
+    file: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}: {self.path}: {self.reason}"
+            if self.path
+            else f"{self.file}: {self.reason}"
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        return {"file": self.file, "path": self.path, "reason": self.reason}
+
+
 @dataclass
 class Course:
-    """A parsed, validated course."""
+    """A parsed, validated course.
+
+    ``repo_root`` is the fetched repository the course folder ``path`` lies in (None when
+    the course was parsed on its own); ``thumbnail`` is the course's thumbnail image as a
+    POSIX path relative to ``repo_root`` (never leaving it), or None. ``language`` is the
+    course's language code ("en", "ko") when its paper says so.
+    """
 
     id: str
     title: str
@@ -67,8 +99,16 @@ class Course:
     path: Path
     stages: tuple[Stage, ...]
     card: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    issues: list[CourseWarning] = field(default_factory=list)
     source: str = ""
+    language: str | None = None
+    thumbnail: str | None = None
+    repo_root: Path | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings as text: ``file: path: reason``."""
+        return [str(issue) for issue in self.issues]
 
     def stage(self, number: int) -> Stage | None:
         """The stage numbered ``number``, or None."""
@@ -109,9 +149,20 @@ class CourseError:
 
 
 class CourseFormatError(Exception):
-    """A course file is malformed; ``file`` is relative to the course folder."""
+    """A course file is malformed; ``file`` is relative to the course folder.
 
-    def __init__(self, file: str, reason: str) -> None:
-        super().__init__(f"{file}: {reason}")
+    ``path`` is the JSON path of the bad part ("" for the whole file); ``reason`` is the
+    full message (``path: detail``), ``detail`` the message without the path.
+    """
+
+    def __init__(self, file: str, reason: str, path: str = "") -> None:
         self.file = file
-        self.reason = reason
+        self.path = path
+        self.detail = reason
+        self.reason = f"{path}: {reason}" if path else reason
+        super().__init__(f"{file}: {self.reason}")
+
+    def as_warning(self, ignored: str = "") -> CourseWarning:
+        """This problem as a warning; ``ignored`` says what was done about it."""
+        detail = f"{self.detail}: {ignored}" if ignored else self.detail
+        return CourseWarning(self.file, self.path, detail)

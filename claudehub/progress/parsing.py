@@ -9,12 +9,14 @@ The layouts live in :mod:`claudehub.progress.layouts`:
   whose fenced ```` ```json ```` block holds ``{"stages": [...]}``.
 
 This module picks the layout and is what callers import; it keeps the names they use.
-Every problem raises :class:`CourseFormatError` naming the file and the reason.
+A problem that stops the course raises :class:`CourseFormatError` naming the file and the
+reason; one that does not becomes a :class:`~claudehub.progress.model.CourseWarning` in
+``Course.issues``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from .layouts import catalogue, claude_md
@@ -29,7 +31,11 @@ from .layouts.common import (
     read_text,
     split_options,
 )
-from .model import Course, CourseFormatError
+from .model import Course, CourseFormatError, CourseWarning
+
+#: file names a thumbnail may have (the service checks the content when it serves one)
+THUMBNAIL = "thumbnail.png"
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 __all__ = [
     "CLAUDE_MD",
@@ -57,42 +63,89 @@ def parse_course(
     title: str | None = None,
     description: str | None = None,
     source: str = "",
+    repo_root: Path | None = None,
 ) -> Course:
     """Parse and validate the course in ``folder``.
 
     ``title``/``description`` (from the operator's catalogue entry) win over what the
-    course files say.
+    course files say. ``repo_root`` is the repository ``folder`` lies in (the thumbnail
+    may come from there); without it the course folder is the repository.
     """
     if not folder.is_dir():
         raise CourseFormatError(".", "course folder not found")
     if not (folder / CLAUDE_MD).is_file():
         raise CourseFormatError(CLAUDE_MD, "missing: every course needs the tutor's CLAUDE.md")
     claude_text = read_text(folder, CLAUDE_MD)
-    warnings: list[str] = []
-    card = catalogue.read_paper_card(folder, warnings)
+    issues: list[CourseWarning] = []
+    paper = catalogue.read_paper(folder, issues)
     # knowledge/courses.json wins: with it, the folder is a catalogue course whatever
     # CLAUDE.md holds
     layout: Literal["claude-md", "catalogue"]
     if catalogue.detect(folder):
         layout = "catalogue"
-        stages = catalogue.parse_stages(folder, warnings)
+        stages = catalogue.parse_stages(folder, issues)
     else:
         layout = "claude-md"
         stages = claude_md.parse_stages(claude_text)
     heading = first_heading(claude_text)
-    course_title = title or card.get("title") or heading or folder.name
-    if card.get("title") and not title and heading and heading != card["title"]:
-        # several courses of one paper share paper.json: tell them apart
-        course_title = f"{card['title']} ({folder.name})"
-    course_description = description or card.get("description") or ""
+    if title:
+        course_title = title
+    elif paper.course_title:
+        # paper.json courses[] names this very course
+        course_title = paper.course_title
+    elif paper.title:
+        course_title = paper.title
+        if _paper_has_several_courses(folder):
+            # several courses of one paper share paper.json: tell them apart
+            course_title = f"{paper.title} ({folder.name})"
+    else:
+        course_title = heading or folder.name
+    root = (repo_root or folder).resolve()
     return Course(
         id=course_id,
-        title=str(course_title),
-        description=str(course_description),
+        title=course_title,
+        description=description or paper.description or "",
         layout=layout,
         path=folder,
         stages=tuple(stages),
-        card=card,
-        warnings=warnings,
+        card=paper.card,
+        issues=issues,
         source=source,
+        language=paper.language,
+        thumbnail=find_thumbnail(folder, paper.card.get("thumbnailUrl"), root),
+        repo_root=root,
     )
+
+
+def _paper_has_several_courses(folder: Path) -> bool:
+    try:
+        siblings = [p for p in folder.parent.iterdir() if p.is_dir() and p != folder]
+    except OSError:
+        return False
+    return any(has_course(p) for p in siblings)
+
+
+def find_thumbnail(folder: Path, thumbnail_url: object, repo_root: Path) -> str | None:
+    """The course's thumbnail as a POSIX path relative to ``repo_root``, or None.
+
+    The course folder's ``thumbnail.png``, else the paper's ``thumbnailUrl`` (relative to
+    the paper folder), else the paper folder's ``thumbnail.png``. Only regular image files
+    inside ``repo_root`` (symlinks resolved) count; URLs and absolute paths never do.
+    """
+    candidates = [folder / THUMBNAIL]
+    if isinstance(thumbnail_url, str) and thumbnail_url.strip():
+        rel = PurePosixPath(thumbnail_url.strip())
+        if not rel.is_absolute() and ":" not in thumbnail_url and "\\" not in thumbnail_url:
+            candidates.append(folder.parent / rel)
+    candidates.append(folder.parent / THUMBNAIL)
+    for candidate in candidates:
+        if candidate.suffix.lower() not in _IMAGE_SUFFIXES:
+            continue
+        try:
+            real = candidate.resolve()
+        except (OSError, RuntimeError):
+            continue
+        if repo_root not in real.parents or not real.is_file():
+            continue
+        return real.relative_to(repo_root).as_posix()
+    return None

@@ -1,5 +1,6 @@
 """Both course layouts parse to the same stages; every malformed variant is reported
-with its file and reason and skipped without taking the other courses down."""
+with its file and reason: a course that cannot load is skipped without taking the other
+courses down, one with a usable stage loads with warnings."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def test_catalogue_layout_parses(tmp_path: Path, legacy: bool) -> None:
     )
     course = parse_course(folder, "bitcoin--core")
     assert course.layout == "catalogue"
-    assert course.title == f"{PAPER['title']} (core)"
+    # the only course of its paper: no "(core)" suffix
+    assert course.title == PAPER["title"]
     assert course.description == PAPER["description"]
     assert course.card["authors"] == ["Satoshi Nakamoto"]
     assert course.card["organization"] == "Common Computer"
@@ -160,6 +162,11 @@ def _malformed_catalogue(name: str) -> tuple[Any, Any, str, str]:
     graph: Any = catalogue_graph()
     if name == "object-instead-of-array":
         return {"modules": mods}, graph, "knowledge/courses.json", "must be a JSON array"
+    if name == "every-lesson-unusable":
+        for module in mods:
+            for lesson in module["lessons"]:
+                del lesson["concept_id"]
+        return mods, graph, "knowledge/courses.json", "no usable module"
     if name == "id-instead-of-concept_id":
         lesson = mods[0]["lessons"][1]
         lesson["id"] = lesson.pop("concept_id")
@@ -169,7 +176,7 @@ def _malformed_catalogue(name: str) -> tuple[Any, Any, str, str]:
         return mods, graph, "knowledge/courses.json", '"answer" is missing'
     if name == "answer-not-among-options":
         mods[0]["lessons"][0]["answer"] = "Bananas"
-        return mods, graph, "knowledge/courses.json", "not among the numbered options"
+        return mods, graph, "knowledge/courses.json", '"answer" is not among the options'
     if name == "legacy-missing-answer":
         legacy = catalogue_modules(legacy=True)
         del legacy[0]["lessons"][0]["exercises"][0]["answer"]
@@ -180,24 +187,38 @@ def _malformed_catalogue(name: str) -> tuple[Any, Any, str, str]:
     raise AssertionError(name)
 
 
-MALFORMED_CATALOGUE = [
-    "object-instead-of-array",
+#: courses that cannot load at all
+UNLOADABLE_CATALOGUE = ["object-instead-of-array", "every-lesson-unusable"]
+#: courses that load, with a warning naming the file and the reason
+DEGRADED_CATALOGUE = [
     "id-instead-of-concept_id",
     "missing-answer",
     "answer-not-among-options",
     "legacy-missing-answer",
     "edge-to-unknown-node",
 ]
+MALFORMED_CATALOGUE = UNLOADABLE_CATALOGUE + DEGRADED_CATALOGUE
 
 
-@pytest.mark.parametrize("name", MALFORMED_CATALOGUE)
-def test_malformed_catalogue_course(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("name", UNLOADABLE_CATALOGUE)
+def test_unloadable_catalogue_course(tmp_path: Path, name: str) -> None:
     mods, graph, file, reason = _malformed_catalogue(name)
     folder = write_catalogue_course(tmp_path / "paper", modules=mods, graph=graph)
     with pytest.raises(CourseFormatError) as err:
         parse_course(folder, name)
     assert err.value.file == file
     assert reason in err.value.reason
+
+
+@pytest.mark.parametrize("name", DEGRADED_CATALOGUE)
+def test_degraded_catalogue_course_loads_with_a_warning(tmp_path: Path, name: str) -> None:
+    mods, graph, file, reason = _malformed_catalogue(name)
+    folder = write_catalogue_course(tmp_path / "paper", modules=mods, graph=graph)
+    course = parse_course(folder, name)
+    assert [s.number for s in course.stages] == [1, 2]
+    assert [(w.file, reason in w.reason) for w in course.issues] == [(file, True)]
+    # every lesson is still there
+    assert [c.id for s in course.stages for c in s.concepts] == ["ledger", "hashing", "pow"]
 
 
 @pytest.mark.asyncio
@@ -222,23 +243,30 @@ async def test_catalogue_repo_loads_good_courses_and_reports_bad_ones(tmp_path: 
     cat = await load_catalogue(
         [], [{"id": "papers", "repo": url, "ref": "main"}], tmp_path / "cache"
     )
-    assert sorted(cat.courses) == [
-        "papers--bitcoin--core",
-        "papers--bitcoin--core-legacy",
-        "papers--transformers--intro",
-    ]
+    assert sorted(cat.courses) == sorted(
+        [
+            "papers--bitcoin--core",
+            "papers--bitcoin--core-legacy",
+            "papers--transformers--intro",
+            *(f"papers--broken--{n}" for n in DEGRADED_CATALOGUE),
+        ]
+    )
     # the paper.json card orders the bitcoin course first
     assert next(iter(cat.courses)) == "papers--bitcoin--core"
     errors = {e.course_id: (e.file, e.reason) for e in cat.errors}
-    assert set(errors) == {f"papers--broken--{n}" for n in MALFORMED_CATALOGUE} | {
+    assert set(errors) == {f"papers--broken--{n}" for n in UNLOADABLE_CATALOGUE} | {
         "papers--invalid-json",
         "papers--duplicate-stage-numbers",
         "papers--answer-not-among-options",
     }
-    for name in MALFORMED_CATALOGUE:
+    for name in UNLOADABLE_CATALOGUE:
         _, _, file, reason = _malformed_catalogue(name)
         got_file, got_reason = errors[f"papers--broken--{name}"]
         assert got_file == file and reason in got_reason
+    for name in DEGRADED_CATALOGUE:
+        _, _, file, reason = _malformed_catalogue(name)
+        (warning,) = cat.courses[f"papers--broken--{name}"].issues
+        assert warning.file == file and reason in warning.reason
     assert errors["papers--duplicate-stage-numbers"][0] == "CLAUDE.md"
 
 

@@ -1,4 +1,4 @@
-"""What both course layouts share: file names, reading files, field checks, quiz options.
+"""What both course layouts share: file names, reading files, field checks.
 
 Every problem raises :class:`~claudehub.progress.model.CourseFormatError` naming the file
 (relative to the course folder) and the reason, so an author can fix it.
@@ -12,6 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from ..model import CourseFormatError
+from .options import norm, resolve_option, split_options
+
+__all__ = [
+    "CLAUDE_MD",
+    "COURSES_JSON",
+    "GRAPH_JSON",
+    "JSON_FENCE",
+    "PAPER_JSON",
+    "first_heading",
+    "load_json",
+    "norm",
+    "read_text",
+    "resolve_option",
+    "split_options",
+    "str_field",
+    "str_list_field",
+]
 
 CLAUDE_MD = "CLAUDE.md"
 COURSES_JSON = "knowledge/courses.json"
@@ -20,14 +37,6 @@ PAPER_JSON = "paper.json"
 
 # a fenced ```json block; group 1 is its body
 JSON_FENCE = re.compile(r"^[ \t]*```json[ \t]*\r?\n(.*?)^[ \t]*```[ \t]*$", re.M | re.S)
-# "1) text", "2. text", "(3) text" at the start of a line
-_OPTION_LINE = re.compile(r"^\s*\(?(\d{1,2})[).]\s+(\S.*?)\s*$")
-_TYPE_THE_NUMBER = re.compile(r"^\s*\(?type (the|a) number\.?\)?\s*$", re.I)
-
-
-def norm(text: str) -> str:
-    """Normalise text for answer comparison: trim, collapse spaces, casefold."""
-    return " ".join(text.split()).casefold()
 
 
 # ---------------------------------------------------------------------------
@@ -70,7 +79,7 @@ def str_field(value: Any, file: str, where: str, name: str, *, required: bool = 
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        raise CourseFormatError(file, f'{where}: "{name}" must be a non-empty string')
+        raise CourseFormatError(file, f'"{name}" must be a non-empty string', where)
     return value
 
 
@@ -79,46 +88,5 @@ def str_list_field(value: Any, file: str, where: str, name: str) -> tuple[str, .
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise CourseFormatError(file, f'{where}: "{name}" must be an array of strings')
+        raise CourseFormatError(file, f'"{name}" must be an array of strings', where)
     return tuple(value)
-
-
-# ---------------------------------------------------------------------------
-# quiz options
-
-
-def resolve_option(answer: str, options: tuple[str, ...]) -> str | None:
-    """The option text ``answer`` designates (its text, "N) text" or its number)."""
-    wanted = norm(answer)
-    for opt in options:
-        if norm(opt) == wanted:
-            return opt
-    m = _OPTION_LINE.match(answer)
-    if m and 1 <= int(m.group(1)) <= len(options):
-        opt = options[int(m.group(1)) - 1]
-        if norm(opt) == norm(m.group(2)):
-            return opt
-    if wanted.isdigit() and 1 <= int(wanted) <= len(options):
-        return options[int(wanted) - 1]
-    return None
-
-
-def split_options(question: str) -> tuple[str, tuple[str, ...]]:
-    """Split an exercise text into its stem and its numbered option lines.
-
-    Options must be numbered 1, 2, 3... in order; fewer than two means the exercise
-    is not multiple-choice and the whole text is the stem.
-    """
-    stem: list[str] = []
-    options: list[str] = []
-    for line in question.splitlines():
-        m = _OPTION_LINE.match(line)
-        if m and int(m.group(1)) == len(options) + 1:
-            options.append(m.group(2))
-            continue
-        if options and _TYPE_THE_NUMBER.match(line):
-            continue
-        stem.append(line)
-    if len(options) < 2:
-        return question.strip(), ()
-    return "\n".join(stem).strip(), tuple(options)
