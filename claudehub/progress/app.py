@@ -38,6 +38,7 @@ from traitlets.config import Application
 
 from .admin_page import admin_page_handlers
 from .catalogue import Catalogue, load_catalogue
+from .assets import DEFAULT_MAX_ASSET_BYTES
 from .handlers import service_handlers
 from .service import ServiceState
 from .store import Store
@@ -147,6 +148,12 @@ class ProgressService(Application):
     def _default_ip(self) -> str:
         url = os.environ.get("JUPYTERHUB_SERVICE_URL")
         return (urlparse(url).hostname or "127.0.0.1") if url else "127.0.0.1"
+    max_asset_bytes = Int(
+        DEFAULT_MAX_ASSET_BYTES,
+        help="""Largest course image served (bytes). A bigger file gets 413 without being
+        read: a course repository cannot make the service hold or send huge files.""",
+    ).tag(config=True)
+
 
     port = Int(help="Port to listen on (default: from JUPYTERHUB_SERVICE_URL, else 10102).").tag(
         config=True
@@ -243,6 +250,7 @@ class ProgressService(Application):
         status = handler.get_status()
         # never log query strings: they could carry a token
         path = handler.request.path
+            claudehub_max_asset_bytes=self.max_asset_bytes,
         ms = 1000.0 * handler.request.request_time()
         level = self.log.info if status < 400 else self.log.warning
         level("%d %s %s %.1fms", status, handler.request.method, path, ms)

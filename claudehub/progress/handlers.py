@@ -8,16 +8,25 @@ request; admin endpoints require the hub's ``admin`` flag on that user.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 from typing import Any
 
-from jupyterhub.services.auth import HubAuthenticated, UserNotAllowed
+from jupyterhub.services.auth import HubAuthenticated, HubOAuthenticated, UserNotAllowed
 from tornado import web
 
 from . import service
 from .bundle import BundleTooLarge, build_bundle
 from .service import ServiceError, ServiceState
+from .assets import (
+    CACHE_CONTROL,
+    DEFAULT_MAX_ASSET_BYTES,
+    MAX_ASSET_SETTING,
+    AssetRefused,
+    read_asset,
+    repository_root,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +34,8 @@ COURSE_ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,199})"
 QUIZ_ID = r"([^/]{1,255})"
 MAX_WAIT = 60.0
 
+#: an asset path: anything (tornado has URL-decoded it); assets.clean_relative_path checks it
+ASSET_PATH = r"(.{1,1024})"
 
 async def resolve_hub_user(handler: Any) -> dict[str, Any] | None:
     """Who is asking, for a ``HubAuthenticated`` handler, resolved without blocking.
@@ -123,12 +134,14 @@ class HealthHandler(web.RequestHandler):
 
 class CoursesHandler(BaseHandler):
     async def get(self) -> None:
-        self.send({"courses": await self.call(service.list_courses)})
+        prefix = self.settings["claudehub_prefix"]
+        self.send({"courses": await self.call(service.list_courses, prefix)})
 
 
 class CourseHandler(BaseHandler):
     async def get(self, course_id: str) -> None:
-        self.send(await self.call(service.course_detail, course_id))
+        prefix = self.settings["claudehub_prefix"]
+        self.send(await self.call(service.course_detail, course_id, prefix))
 
 
 class BundleHandler(BaseHandler):
@@ -214,6 +227,74 @@ class ProgressHandler(BaseHandler):
 
 class AdminProgressHandler(BaseHandler):
     async def get(self) -> None:
+# jupyterhub ships no type information (see BaseHandler)
+class AssetHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc, unused-ignore]
+    """``GET {prefix}api/courses/{course_id}/assets/{path}``: one checked course image.
+
+    The checks are :func:`assets.read_asset`'s. Authentication is HubOAuth: an
+    ``Authorization`` token (the extension's proxy, API clients) or else the service's hub
+    login cookie, so a hub page can show a thumbnail with a plain ``<img>``. GET and HEAD
+    only, so the cookie cannot be used to change anything.
+    """
+
+    @property
+    def hub_auth(self) -> Any:
+        return self.settings["hub_oauth"]
+
+    def check_xsrf_cookie(self) -> None:
+        # GET and HEAD only: nothing to forge
+        return
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        # an image is never a document: even opened on its own it can run nothing
+        self.set_header("Content-Security-Policy", "default-src 'none'")
+        self.set_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:
+        user = await resolve_hub_user(self)
+        if user is None:
+            if self.request.headers.get("Authorization"):
+                raise web.HTTPError(403, "a valid hub API token is required")
+            # a browser without the service's cookie yet: the hub's OAuth login, which
+            # comes straight back here (oauth_no_confirm)
+            self.redirect(self.get_login_url())
+            return
+        if user.get("kind", "user") != "user":
+            raise web.HTTPError(403, "only hub users read course images")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        message = self._reason
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], web.HTTPError) and exc_info[1].log_message:
+            message = exc_info[1].log_message
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    async def head(self, course_id: str, path: str) -> None:
+        await self.get(course_id, path)  # tornado sends the headers, drops the body
+
+    async def get(self, course_id: str, path: str) -> None:
+        course = self.settings["claudehub_state"].catalogue.get(course_id)
+        if course is None:
+            raise web.HTTPError(404, f"no course {course_id!r}")
+        max_bytes = int(self.settings.get(MAX_ASSET_SETTING, DEFAULT_MAX_ASSET_BYTES))
+        try:
+            asset = await asyncio.to_thread(read_asset, repository_root(course), path, max_bytes)
+        except AssetRefused as e:
+            raise web.HTTPError(e.status, e.reason) from None
+        self.set_header("Content-Type", asset.content_type)
+        self.set_header("Cache-Control", CACHE_CONTROL)
+        self.set_header("ETag", asset.etag)
+        self.set_header("Last-Modified", email.utils.formatdate(asset.mtime, usegmt=True))
+        if self.check_etag_header():
+            self.set_status(304)
+            self.finish()
+            return
+        self.finish(asset.data)
+
+
         self.require_admin()
         self.send({"completions": await self.call(service.all_progress)})
 
@@ -256,6 +337,7 @@ def service_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/courses/{COURSE_ID}/bundle", BundleHandler),
         (rf"{api}/courses/{COURSE_ID}/quizzes/{QUIZ_ID}/answer", AnswerHandler),
         (rf"{api}/courses/{COURSE_ID}/completions", CompletionHandler),
+        (rf"{api}/courses/{COURSE_ID}/assets/{ASSET_PATH}", AssetHandler),
         (rf"{api}/progress", ProgressHandler),
         (rf"{api}/progress/{COURSE_ID}", ProgressHandler),
         (rf"{api}/admin/progress", AdminProgressHandler),

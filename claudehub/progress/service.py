@@ -250,14 +250,15 @@ def _course(state: ServiceState, course_id: str) -> Course:
     return course
 
 
-async def list_courses(state: ServiceState) -> list[dict[str, Any]]:
-    """Course cards in display order."""
-    return [course_card(c) for c in state.catalogue.courses.values()]
+async def list_courses(state: ServiceState, prefix: str = "") -> list[dict[str, Any]]:
+    """Course cards in display order (``prefix``: the service's URL prefix, which image
+    URLs start with; see :func:`render.course_card`)."""
+    return [course_card(c, prefix) for c in state.catalogue.courses.values()]
 
 
-async def course_detail(state: ServiceState, course_id: str) -> dict[str, Any]:
+async def course_detail(state: ServiceState, course_id: str, prefix: str = "") -> dict[str, Any]:
     """Stages, concepts (HTML) and quizzes of a course, with no answers."""
-    return public_course(_course(state, course_id))
+    return public_course(_course(state, course_id), prefix)
 
 
 async def user_progress(state: ServiceState, user: str, course_id: str) -> dict[str, Any]:

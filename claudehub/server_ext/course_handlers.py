@@ -22,10 +22,12 @@ import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient
 from tornado.iostream import StreamClosedError
 
 from claudehub.progress.client import ProgressAPIError, ProgressClient, write_progress_snapshot
@@ -259,7 +261,63 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (r"/claude/api/courses", CoursesHandler),
     (r"/claude/api/course", CurrentCourseHandler),
     (rf"/claude/api/courses/{COURSE_ID}", CourseHandler),
+#: image types the asset proxy passes on, by their first bytes (the service checks the same)
+_IMAGE_MAGIC: dict[str, tuple[bytes, ...]] = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+
+
+class AssetHandler(_CourseAPIHandler):
+    """A course image, fetched from the service with this server's token.
+
+    The page's ``<img>`` cannot send the server's token, and the service is another origin
+    in tests and with subdomains, so the page loads images through its own server. The
+    service does every check (path inside the repository, raster type by content, size
+    cap); this proxy passes on only what it answered as an image, and nothing else.
+    """
+
+    @web.authenticated
+    @authorized
+    async def get(self, course_id: str, path: str) -> None:
+        if any(part in ("", ".", "..") for part in path.split("/")) or "\\" in path:
+            raise web.HTTPError(404, "not a path inside the course repository")
+        self._client()  # 503 when the service is not configured
+        headers = {"Authorization": f"token {self.backend.token}"}
+        etag = self.request.headers.get("If-None-Match")
+        if etag:
+            headers["If-None-Match"] = etag
+        url = (
+            f"{self.backend.progress_url.rstrip('/')}/api/courses/{quote(course_id)}"
+            f"/assets/{quote(path, safe='/')}"
+        )
+        try:
+            resp = await AsyncHTTPClient().fetch(
+                url, headers=headers, raise_error=False, follow_redirects=False
+            )
+        except OSError as e:
+            raise web.HTTPError(502, f"course service unreachable: {e}") from None
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "default-src 'none'")
+        if resp.code == 304:
+            self.set_status(304)
+            self.finish()
+            return
+        if resp.code != 200:
+            raise web.HTTPError(resp.code if 400 <= resp.code < 600 else 502, "image refused")
+        mime = resp.headers.get("Content-Type", "")
+        if not resp.body.startswith(_IMAGE_MAGIC.get(mime, (b"\0invalid",))):
+            raise web.HTTPError(502, "the course service answered with something not an image")
+        for name in ("ETag", "Last-Modified", "Cache-Control"):
+            if name in resp.headers:
+                self.set_header(name, resp.headers[name])
+        self.finish(resp.body, set_content_type=mime)
+
+
     (rf"/claude/api/courses/{COURSE_ID}/progress", ProgressHandler),
     (rf"/claude/api/courses/{COURSE_ID}/quizzes/([^/]{{1,255}})/answer", AnswerHandler),
     (rf"/claude/api/courses/{COURSE_ID}/events", EventsHandler),
 ]
+    (rf"/claude/api/courses/{COURSE_ID}/assets/(.{{1,1024}})", AssetHandler),

@@ -9,6 +9,16 @@
  * (markdown-it-py with raw HTML off + nh3). It is cleaned again here with an
  * allow-list before it touches the DOM, and everything else (titles, options,
  * messages) is set with textContent only, so a course cannot run script here.
+ *
+ * Images: an <img> survives only when its src is one of the course service's own
+ * image URLs (the course's "assets_url" prefix); it is then loaded through this
+ * server ({base}claude/api/courses/<id>/assets/<path>), which fetches it from the
+ * service with the server's token. Any other image (a remote http(s) URL, data:)
+ * is never loaded: its alt text is shown instead (no tracking from the learner's
+ * browser, nothing needed from outside an air-gapped cluster).
+ *
+ * The concept graph (concepts as nodes, prerequisites as arrows, completed concepts
+ * marked) is SVG drawn here: no library, nothing fetched.
  */
 (function () {
   "use strict";
@@ -46,8 +56,59 @@
     A: 1, ABBR: 1, B: 1, BLOCKQUOTE: 1, BR: 1, CODE: 1, DEL: 1, EM: 1, H1: 1, H2: 1,
     H3: 1, H4: 1, H5: 1, H6: 1, HR: 1, I: 1, KBD: 1, LI: 1, OL: 1, P: 1, PRE: 1, S: 1,
     STRONG: 1, SUB: 1, SUP: 1, TABLE: 1, TBODY: 1, TD: 1, TH: 1, THEAD: 1, TR: 1, UL: 1,
+    IMG: 1, SPAN: 1,
   };
   var DROP_WITH_CONTENT = { SCRIPT: 1, STYLE: 1, IFRAME: 1, OBJECT: 1, EMBED: 1, TEMPLATE: 1, SVG: 1, MATH: 1 };
+
+  /* The URL this page loads a course image from, or null when src is not one of the
+   * course service's image URLs (then the image is not loaded at all). */
+  function imageUrl(src) {
+    var course = state.course;
+    var base = course && course.assets_url;
+    if (!base || !state.courseId || typeof src !== "string" || src.indexOf(base) !== 0) return null;
+    var rest = src.slice(base.length);
+    if (!rest || /[?#\\]/.test(rest)) return null;
+    var parts = rest.split("/");
+    for (var i = 0; i < parts.length; i++) {
+      var part;
+      try {
+        part = decodeURIComponent(parts[i]);
+      } catch (e) {
+        return null;
+      }
+      if (part === "" || part === "." || part === ".." || part.indexOf("/") !== -1) return null;
+    }
+    return apiUrl + "courses/" + encodeURIComponent(state.courseId) + "/assets/" + rest;
+  }
+
+  /* An image that is not loaded: its alt text, marked as a picture's description. */
+  function altText(node) {
+    var span = node.ownerDocument.createElement("span");
+    span.className = "ch-image-alt";
+    span.textContent = node.getAttribute("alt") || "";
+    return span;
+  }
+
+  function cleanImage(img) {
+    var url = imageUrl(img.getAttribute("src"));
+    if (!url) {
+      var alt = img.getAttribute("alt");
+      if (alt) img.parentNode.insertBefore(altText(img), img);
+      img.remove();
+      return;
+    }
+    var alt2 = img.getAttribute("alt") || "";
+    var title = img.getAttribute("title");
+    Array.prototype.slice.call(img.attributes).forEach(function (attr) {
+      img.removeAttribute(attr.name);
+    });
+    img.setAttribute("alt", alt2);
+    if (title) img.setAttribute("title", title);
+    img.setAttribute("loading", "lazy");
+    img.setAttribute("referrerpolicy", "no-referrer");
+    img.setAttribute("class", "ch-image");
+    img.setAttribute("src", url);
+  }
 
   function cleanNode(node) {
     var children = Array.prototype.slice.call(node.childNodes);
@@ -69,10 +130,15 @@
         child.remove();
         return;
       }
+      if (tag === "IMG") {
+        cleanImage(child);
+        return;
+      }
       Array.prototype.slice.call(child.attributes).forEach(function (attr) {
         var name = attr.name.toLowerCase();
         var keep = (tag === "A" && (name === "href" || name === "title")) ||
-          ((tag === "TD" || tag === "TH") && name === "align");
+          ((tag === "TD" || tag === "TH") && name === "align") ||
+          (tag === "SPAN" && name === "class" && attr.value === "ch-image-alt");
         if (!keep) child.removeAttribute(attr.name);
       });
       if (tag === "A") {
@@ -264,14 +330,25 @@
     stage.concepts.forEach(function (concept, i) {
       var cstate = sstate && sstate.concepts ? sstate.concepts[i] : null;
       var sec = el("section", { class: "ch-concept" + (cstate && cstate.done ? " ch-done" : ""), "data-concept-id": concept.id });
-      sec.appendChild(el("h3", { class: "ch-concept-title" }, concept.title));
+      var h = el("h3", { class: "ch-concept-title" }, concept.title);
+      if (concept.level) h.appendChild(el("span", { class: "ch-level" }, concept.level));
+      sec.appendChild(h);
       sec.appendChild(rich("div", "ch-content", concept.content_html));
       if (concept.key_ideas && concept.key_ideas.length) {
-        var ul = el("ul", { class: "ch-key-ideas" });
+        var ideas = el("div", { class: "ch-key-ideas" });
+        ideas.appendChild(el("h4", { class: "ch-key-ideas-title" }, "Key ideas"));
+        var ul = el("ul");
         concept.key_ideas.forEach(function (k) {
           ul.appendChild(el("li", null, k));
         });
-        sec.appendChild(ul);
+        ideas.appendChild(ul);
+        sec.appendChild(ideas);
+      }
+      if (concept.paper_ref) {
+        var cite = el("p", { class: "ch-paper-ref" });
+        cite.appendChild(el("span", { class: "ch-paper-ref-label" }, "Source: "));
+        cite.appendChild(el("cite", null, concept.paper_ref));
+        sec.appendChild(cite);
       }
       stage.quizzes.forEach(function (quiz) {
         if (quiz.concept_id === concept.id) sec.appendChild(renderQuiz(quiz, stage, sstate));
@@ -284,6 +361,172 @@
     return details;
   }
 
+  /* ------------------------------------------------------ concept graph */
+
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var GRAPH = { width: 316, nodeW: 96, nodeH: 30, gapX: 14, gapY: 30, perRow: 3, pad: 6 };
+
+  function svg(tag, attrs, text) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      node.setAttribute(k, String(attrs[k]));
+    });
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  /* Concepts, their prerequisite arrows and which are done, from the course and progress. */
+  function graphModel() {
+    var nodes = [];
+    var byId = {};
+    state.course.stages.forEach(function (stage) {
+      var sstate = stageState(stage.number);
+      stage.concepts.forEach(function (concept, i) {
+        if (byId[concept.id]) return;
+        var cstate = sstate && sstate.concepts ? sstate.concepts[i] : null;
+        var node = { id: concept.id, title: concept.title, stage: stage.number, done: !!(cstate && cstate.done), prereqs: [] };
+        byId[concept.id] = node;
+        nodes.push(node);
+      });
+    });
+    var edges = [];
+    state.course.stages.forEach(function (stage) {
+      stage.concepts.forEach(function (concept) {
+        (concept.prerequisites || []).forEach(function (pre) {
+          if (byId[pre] && pre !== concept.id && byId[concept.id].prereqs.indexOf(pre) === -1) {
+            byId[concept.id].prereqs.push(pre);
+            edges.push({ from: pre, to: concept.id });
+          }
+        });
+      });
+    });
+    // layer = longest prerequisite chain below a concept (bounded: a cycle cannot loop)
+    nodes.forEach(function (n) {
+      n.layer = 0;
+    });
+    for (var round = 0; round < nodes.length; round++) {
+      var changed = false;
+      edges.forEach(function (e) {
+        var want = byId[e.from].layer + 1;
+        if (byId[e.to].layer < want && want < nodes.length) {
+          byId[e.to].layer = want;
+          changed = true;
+        }
+      });
+      if (!changed) break;
+    }
+    return { nodes: nodes, edges: edges, byId: byId };
+  }
+
+  /* Place nodes: one band per layer, at most GRAPH.perRow nodes a row (the panel is narrow). */
+  function layout(model) {
+    var layers = [];
+    model.nodes.forEach(function (n) {
+      (layers[n.layer] = layers[n.layer] || []).push(n);
+    });
+    var y = GRAPH.pad;
+    layers.forEach(function (layer) {
+      if (!layer) return;
+      for (var start = 0; start < layer.length; start += GRAPH.perRow) {
+        var row = layer.slice(start, start + GRAPH.perRow);
+        var rowW = row.length * GRAPH.nodeW + (row.length - 1) * GRAPH.gapX;
+        var x = (GRAPH.width - rowW) / 2;
+        row.forEach(function (n, i) {
+          n.x = x + i * (GRAPH.nodeW + GRAPH.gapX);
+          n.y = y;
+        });
+        y += GRAPH.nodeH + GRAPH.gapY;
+      }
+    });
+    return y - GRAPH.gapY + GRAPH.pad;
+  }
+
+  function shorten(text, max) {
+    text = String(text || "");
+    return text.length > max ? text.slice(0, max - 1) + "…" : text;
+  }
+
+  function openConcept(node) {
+    state.open[node.stage] = true;
+    renderStages();
+    var target = stagePanel.querySelector('[data-concept-id="' + (window.CSS && CSS.escape ? CSS.escape(node.id) : node.id) + '"]');
+    if (target) target.scrollIntoView({ block: "start" });
+  }
+
+  function renderGraph() {
+    var model = graphModel();
+    if (model.nodes.length < 2) return null;
+    var height = layout(model);
+    var done = model.nodes.filter(function (n) {
+      return n.done;
+    }).length;
+    var box = el("details", { class: "ch-graph", id: "concept-graph" });
+    if (state.graphOpen !== false) box.open = true;
+    box.addEventListener("toggle", function () {
+      state.graphOpen = box.open;
+    });
+    box.appendChild(el("summary", { class: "ch-graph-title" }, "Concept map · " + done + " of " + model.nodes.length + " done"));
+    var pic = svg("svg", {
+      class: "ch-graph-svg",
+      viewBox: "0 0 " + GRAPH.width + " " + height,
+      width: GRAPH.width,
+      height: height,
+      role: "img",
+      "aria-label": "Concept map: " + model.nodes.length + " concepts, " + model.edges.length + " prerequisite arrows, " + done + " done",
+    });
+    var defs = svg("defs");
+    var marker = svg("marker", { id: "ch-arrow", viewBox: "0 0 8 8", refX: 7, refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+    marker.appendChild(svg("path", { d: "M0,0 L8,4 L0,8 z", class: "ch-arrow-head" }));
+    defs.appendChild(marker);
+    pic.appendChild(defs);
+    model.edges.forEach(function (e) {
+      var a = model.byId[e.from];
+      var b = model.byId[e.to];
+      var x1 = a.x + GRAPH.nodeW / 2;
+      var y1 = a.y + GRAPH.nodeH;
+      var x2 = b.x + GRAPH.nodeW / 2;
+      var y2 = b.y;
+      if (b.y <= a.y) {
+        // same band (only with a cycle): from the side
+        y1 = a.y + GRAPH.nodeH / 2;
+        y2 = b.y + GRAPH.nodeH / 2;
+      }
+      var mid = (y1 + y2) / 2;
+      var path = svg("path", {
+        class: "ch-edge" + (a.done ? " ch-edge-done" : ""),
+        d: "M" + x1 + "," + y1 + " C" + x1 + "," + mid + " " + x2 + "," + mid + " " + x2 + "," + (y2 - 1),
+        "marker-end": "url(#ch-arrow)",
+        "data-from": e.from,
+        "data-to": e.to,
+      });
+      pic.appendChild(path);
+    });
+    model.nodes.forEach(function (n) {
+      var g = svg("g", {
+        class: "ch-node" + (n.done ? " ch-node-done" : ""),
+        "data-concept-id": n.id,
+        tabindex: 0,
+        role: "link",
+        transform: "translate(" + n.x + "," + n.y + ")",
+      });
+      g.appendChild(svg("title", null, n.title + (n.done ? " (done)" : "")));
+      g.appendChild(svg("rect", { width: GRAPH.nodeW, height: GRAPH.nodeH, rx: 6, ry: 6 }));
+      g.appendChild(svg("text", { x: GRAPH.nodeW / 2, y: GRAPH.nodeH / 2 + 4, "text-anchor": "middle" }, (n.done ? "✓ " : "") + shorten(n.title, n.done ? 13 : 15)));
+      g.addEventListener("click", function () {
+        openConcept(n);
+      });
+      g.addEventListener("keydown", function (ev) {
+        if (ev.key === "Enter" || ev.key === " ") {
+          ev.preventDefault();
+          openConcept(n);
+        }
+      });
+      pic.appendChild(g);
+    });
+    box.appendChild(pic);
+    return box;
+  }
+
   function renderStages() {
     var scrollTop = stagePanel.scrollTop;
     stagePanel.textContent = "";
@@ -292,8 +535,14 @@
       stagePanel.appendChild(el("p", { class: "ch-hint" }, state.error || "No course was chosen for this session."));
       return;
     }
+    var thumb = imageUrl(state.course.thumbnail_url);
+    if (thumb) {
+      stagePanel.appendChild(el("img", { class: "ch-thumbnail", id: "course-thumbnail", src: thumb, alt: "", referrerpolicy: "no-referrer" }));
+    }
     stagePanel.appendChild(el("h2", { class: "ch-panel-title", id: "course-title" }, state.course.title));
     if (state.course.description) stagePanel.appendChild(el("p", { class: "ch-course-desc" }, state.course.description));
+    var graph = renderGraph();
+    if (graph) stagePanel.appendChild(graph);
     state.course.stages.forEach(function (stage) {
       stagePanel.appendChild(renderStage(stage));
     });

@@ -1,0 +1,166 @@
+"""Course images: raster files of a fetched course repository, served to the learner's page.
+
+The checks live here; the tornado handler is ``handlers.AssetHandler``.
+``GET {prefix}api/courses/{course_id}/assets/{path}`` serves ``path`` (relative to the
+repository the course was loaded from) when all of these hold, and refuses it otherwise:
+
+* ``path`` is relative, has no ``..``, ``.``, empty or backslash segment (404);
+* the file, with every symlink resolved, is inside the repository (404: a symlink leaving
+  the repository looks exactly like a missing file, so nothing about the outside leaks);
+* it is a regular file no larger than ``max_asset_bytes`` (413, checked with ``fstat``
+  before anything is read);
+* its first bytes are PNG, JPEG, GIF or WebP (415). The type is taken from the content,
+  never from the name, and SVG is never served: it can carry script, and this route is on
+  the hub's origin.
+
+Responses carry ``X-Content-Type-Options: nosniff``, ``Content-Security-Policy:
+default-src 'none'`` and ``Cache-Control: private`` with an ``ETag`` and
+``Last-Modified`` (``If-None-Match`` gets a 304).
+
+Who may read: any hub user, like the rest of the course API (a learner's or a server's
+token in the ``Authorization`` header, or the service's hub OAuth cookie, so that a hub
+page can show a thumbnail with a plain ``<img>``). Images are only as public as the
+course text they illustrate: a private course repository's images stay behind the hub
+login. GET only, so a cookie cannot be used to change anything.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote
+
+from .model import Course
+
+#: default ``ProgressService.max_asset_bytes``
+DEFAULT_MAX_ASSET_BYTES = 5 * 1024 * 1024
+#: tornado settings key holding the cap
+MAX_ASSET_SETTING = "claudehub_max_asset_bytes"
+#: browsers may reuse an image this long before asking again (ETag makes that cheap)
+CACHE_CONTROL = "private, max-age=300"
+#: the URL folder (under ``{prefix}api/courses/{id}/``) images are served from
+ASSETS_SEGMENT = "assets/"
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+_SNIFF_BYTES = 16
+
+
+class AssetRefused(Exception):
+    """An asset request that must not be served: ``status`` and a reason for the caller."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A checked image, read into memory (at most the size cap)."""
+
+    content_type: str
+    data: bytes
+    mtime: float
+    etag: str
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image MIME type the first bytes of a file announce, or None (not a raster
+    type this service serves)."""
+    for magic, mime in _MAGIC:
+        if head.startswith(magic):
+            return mime
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def repository_root(course: Course) -> Path:
+    """The folder of the repository (checkout) ``course`` was loaded from.
+
+    Assets are served from anywhere in it: the catalogue layout keeps its images in the
+    repository's ``assets/`` folder, beside the course folders.
+    """
+    return course.repo_root or course.path
+
+
+def repository_relative(course: Course, path: Path) -> str | None:
+    """``path`` as a POSIX path relative to the course's repository, or None if outside."""
+    root = repository_root(course)
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return None
+
+
+def clean_relative_path(path: str) -> PurePosixPath:
+    """``path`` (already URL-decoded) as a relative POSIX path, or :class:`AssetRefused`.
+
+    Refused: empty, absolute, NUL, backslash, ``..``, ``.`` or empty segments. Tornado
+    decodes ``%2e%2e`` and ``%2f`` before the handler sees the path, so encoded forms
+    arrive here as the plain ones and are refused the same way.
+    """
+    if not path or "\0" in path or "\\" in path or path.startswith("/"):
+        raise AssetRefused(404, "not a path inside the course repository")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise AssetRefused(404, "not a path inside the course repository")
+    return PurePosixPath(*parts)
+
+
+def read_asset(root: Path, path: str, max_bytes: int) -> Asset:
+    """Read and check the image at ``path`` inside ``root`` (blocking: run in a thread).
+
+    Nothing outside ``root`` is opened: the path is resolved (symlinks followed by the
+    resolver, not by ``open``) and checked against the resolved root first, and the
+    final open uses ``O_NOFOLLOW`` so a symlink swapped in meanwhile is refused.
+    """
+    rel = clean_relative_path(path)
+    real_root = root.resolve()
+    try:
+        target = (real_root / rel).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        raise AssetRefused(404, "no such file in the course repository") from None
+    if not target.is_relative_to(real_root) or target == real_root:
+        raise AssetRefused(404, "no such file in the course repository")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(target, flags)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+            raise AssetRefused(404, "no such file in the course repository") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise AssetRefused(404, "no such file in the course repository")
+    with os.fdopen(fd, "rb") as f:
+        if st.st_size > max_bytes:
+            raise AssetRefused(413, f"image is larger than the {max_bytes}-byte limit")
+        head = f.read(_SNIFF_BYTES)
+        mime = sniff_image(head)
+        if mime is None:
+            raise AssetRefused(415, "only PNG, JPEG, GIF and WebP images are served")
+        data = head + f.read(max_bytes + 1 - len(head))
+    if len(data) > max_bytes:  # grew after fstat
+        raise AssetRefused(413, f"image is larger than the {max_bytes}-byte limit")
+    etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+    return Asset(content_type=mime, data=data, mtime=st.st_mtime, etag=etag)
+
+
+def asset_url(prefix: str, course_id: str, path: str) -> str:
+    """The URL the service serves ``path`` (repository-relative) of a course at."""
+    return f"{assets_base_url(prefix, course_id)}{quote(path, safe='/')}"
+
+
+def assets_base_url(prefix: str, course_id: str) -> str:
+    """``{prefix}api/courses/{course_id}/assets/``: every image URL of a course starts so."""
+    return f"{prefix.rstrip('/')}/api/courses/{quote(course_id, safe='')}/{ASSETS_SEGMENT}"
