@@ -37,8 +37,8 @@ from traitlets import Bool, Dict, Float, Instance, Int, List, Unicode, default
 from traitlets.config import Application
 
 from .admin_page import admin_page_handlers
-from .catalogue import Catalogue, load_catalogue
 from .assets import DEFAULT_MAX_ASSET_BYTES
+from .catalogue import Catalogue, load_catalogue
 from .handlers import service_handlers
 from .service import ServiceState
 from .store import Store
@@ -140,6 +140,12 @@ class ProgressService(Application):
         200 * 1024 * 1024, help="Largest course bundle served to a sandbox."
     ).tag(config=True)
 
+    max_asset_bytes = Int(
+        DEFAULT_MAX_ASSET_BYTES,
+        help="""Largest course image served (bytes). A bigger file gets 413 without being
+        read: a course repository cannot make the service hold or send huge files.""",
+    ).tag(config=True)
+
     ip = Unicode(help="Address to listen on (default: from JUPYTERHUB_SERVICE_URL).").tag(
         config=True
     )
@@ -148,12 +154,6 @@ class ProgressService(Application):
     def _default_ip(self) -> str:
         url = os.environ.get("JUPYTERHUB_SERVICE_URL")
         return (urlparse(url).hostname or "127.0.0.1") if url else "127.0.0.1"
-    max_asset_bytes = Int(
-        DEFAULT_MAX_ASSET_BYTES,
-        help="""Largest course image served (bytes). A bigger file gets 413 without being
-        read: a course repository cannot make the service hold or send huge files.""",
-    ).tag(config=True)
-
 
     port = Int(help="Port to listen on (default: from JUPYTERHUB_SERVICE_URL, else 10102).").tag(
         config=True
@@ -242,6 +242,7 @@ class ProgressService(Application):
             cookie_secret=secrets.token_bytes(32),
             claudehub_reload=self.load_courses,
             claudehub_max_bundle=self.max_bundle_bytes,
+            claudehub_max_asset_bytes=self.max_asset_bytes,
             hub_auth=self.hub_auth,
             log_function=self._log_request,
         )
@@ -250,7 +251,6 @@ class ProgressService(Application):
         status = handler.get_status()
         # never log query strings: they could carry a token
         path = handler.request.path
-            claudehub_max_asset_bytes=self.max_asset_bytes,
         ms = 1000.0 * handler.request.request_time()
         level = self.log.info if status < 400 else self.log.warning
         level("%d %s %s %.1fms", status, handler.request.method, path, ms)

@@ -17,8 +17,6 @@ from jupyterhub.services.auth import HubAuthenticated, HubOAuthenticated, UserNo
 from tornado import web
 
 from . import service
-from .bundle import BundleTooLarge, build_bundle
-from .service import ServiceError, ServiceState
 from .assets import (
     CACHE_CONTROL,
     DEFAULT_MAX_ASSET_BYTES,
@@ -27,15 +25,17 @@ from .assets import (
     read_asset,
     repository_root,
 )
+from .bundle import BundleTooLarge, build_bundle
+from .service import ServiceError, ServiceState
 
 log = logging.getLogger(__name__)
 
 COURSE_ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,199})"
 QUIZ_ID = r"([^/]{1,255})"
-MAX_WAIT = 60.0
-
 #: an asset path: anything (tornado has URL-decoded it); assets.clean_relative_path checks it
 ASSET_PATH = r"(.{1,1024})"
+MAX_WAIT = 60.0
+
 
 async def resolve_hub_user(handler: Any) -> dict[str, Any] | None:
     """Who is asking, for a ``HubAuthenticated`` handler, resolved without blocking.
@@ -225,8 +225,6 @@ class ProgressHandler(BaseHandler):
             self.send(data)
 
 
-class AdminProgressHandler(BaseHandler):
-    async def get(self) -> None:
 # jupyterhub ships no type information (see BaseHandler)
 class AssetHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc, unused-ignore]
     """``GET {prefix}api/courses/{course_id}/assets/{path}``: one checked course image.
@@ -295,6 +293,8 @@ class AssetHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc,
         self.finish(asset.data)
 
 
+class AdminProgressHandler(BaseHandler):
+    async def get(self) -> None:
         self.require_admin()
         self.send({"completions": await self.call(service.all_progress)})
 
@@ -335,9 +335,9 @@ def service_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/courses", CoursesHandler),
         (rf"{api}/courses/{COURSE_ID}", CourseHandler),
         (rf"{api}/courses/{COURSE_ID}/bundle", BundleHandler),
+        (rf"{api}/courses/{COURSE_ID}/assets/{ASSET_PATH}", AssetHandler),
         (rf"{api}/courses/{COURSE_ID}/quizzes/{QUIZ_ID}/answer", AnswerHandler),
         (rf"{api}/courses/{COURSE_ID}/completions", CompletionHandler),
-        (rf"{api}/courses/{COURSE_ID}/assets/{ASSET_PATH}", AssetHandler),
         (rf"{api}/progress", ProgressHandler),
         (rf"{api}/progress/{COURSE_ID}", ProgressHandler),
         (rf"{api}/admin/progress", AdminProgressHandler),

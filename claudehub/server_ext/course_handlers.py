@@ -256,11 +256,6 @@ class EventsHandler(_CourseAPIHandler):
         await self.backend.after_change(course_id, progress)
 
 
-#: relative patterns: ExtensionApp.initialize_handlers prefixes them with base_url
-default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
-    (r"/claude/api/courses", CoursesHandler),
-    (r"/claude/api/course", CurrentCourseHandler),
-    (rf"/claude/api/courses/{COURSE_ID}", CourseHandler),
 #: image types the asset proxy passes on, by their first bytes (the service checks the same)
 _IMAGE_MAGIC: dict[str, tuple[bytes, ...]] = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
@@ -316,8 +311,13 @@ class AssetHandler(_CourseAPIHandler):
         self.finish(resp.body, set_content_type=mime)
 
 
+#: relative patterns: ExtensionApp.initialize_handlers prefixes them with base_url
+default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
+    (r"/claude/api/courses", CoursesHandler),
+    (r"/claude/api/course", CurrentCourseHandler),
+    (rf"/claude/api/courses/{COURSE_ID}", CourseHandler),
     (rf"/claude/api/courses/{COURSE_ID}/progress", ProgressHandler),
     (rf"/claude/api/courses/{COURSE_ID}/quizzes/([^/]{{1,255}})/answer", AnswerHandler),
     (rf"/claude/api/courses/{COURSE_ID}/events", EventsHandler),
-]
     (rf"/claude/api/courses/{COURSE_ID}/assets/(.{{1,1024}})", AssetHandler),
+]
