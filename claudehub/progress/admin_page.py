@@ -1,4 +1,5 @@
-"""A read-only admin page in the browser: everyone's progress, the course errors, a CSV link.
+"""A read-only admin page in the browser: everyone's progress, the course errors and each
+loaded course's warnings, a CSV link.
 
 ``{prefix}admin`` logs the visitor in through the hub (OAuth, ``HubOAuth``) and shows the
 page to hub admins only (403 for everyone else). It only has GET endpoints, so the login
@@ -34,10 +35,13 @@ def render_admin_page(
     errors: list[dict[str, Any]],
     prefix: str,
 ) -> str:
-    """The admin page's HTML: one row per completion, one per course error or warning.
+    """The admin page's HTML: one row per completion, one per course error, and per loaded
+    course one row per warning (file, JSON path, reason: what was left out or handed to
+    the tutor).
 
     ``completions`` and ``errors`` are :func:`service.all_progress` and
-    :func:`service.course_errors`; ``prefix`` is the service's URL prefix (ends in '/').
+    :func:`service.course_errors` (its warning entries are shown from ``catalogue``, with
+    their JSON path); ``prefix`` is the service's URL prefix (ends in '/').
     """
     rows = []
     for c in completions:
@@ -54,8 +58,17 @@ def render_admin_page(
                 "completed_at": c["completed_at"] or "",
             }
         )
+    warnings = [
+        {"course_id": course.id, "course": course.title, **issue.as_dict()}
+        for course in catalogue.courses.values()
+        for issue in course.issues
+    ]
     return _TEMPLATES.get_template("admin.html").render(
-        course_count=len(catalogue.courses), rows=rows, errors=errors, prefix=prefix
+        course_count=len(catalogue.courses),
+        rows=rows,
+        errors=[e for e in errors if e.get("severity") != "warning"],
+        warnings=warnings,
+        prefix=prefix,
     )
 
 

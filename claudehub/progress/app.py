@@ -5,6 +5,7 @@ environment) or standalone. All configuration is traitlets; a few settings fall 
 to ``CLAUDEHUB_*`` environment variables so a Helm chart can set them easily::
 
     claudehub-progress --db-url=postgresql+psycopg://... --config=/etc/claudehub/progress_config.py
+    claudehub-progress check-catalogue PATH   # a course repository's errors and warnings
 
 Example config file::
 
@@ -69,6 +70,13 @@ class ProgressService(Application):
         "cache-dir": "ProgressService.cache_dir",
         "courses-json": "ProgressService.courses_json",
         "log-level": "Application.log_level",
+    }
+    subcommands = {
+        "check-catalogue": (
+            "claudehub.progress.check.CheckCatalogueApp",
+            "Print every error and warning of the courses in a repository; exit 1 if one "
+            "cannot load.",
+        ),
     }
     flags = {
         "no-tutor-count": (
@@ -313,6 +321,9 @@ class ProgressService(Application):
         await self.stop_async()
 
     def start(self) -> None:
+        if self.subapp is not None:
+            self.subapp.start()
+            return
         asyncio.run(self._run())
 
 

@@ -139,11 +139,12 @@ def find_thumbnail(folder: Path, thumbnail_url: object, repo_root: Path) -> str 
             candidates.append(folder.parent / rel)
     candidates.append(folder.parent / THUMBNAIL)
     for candidate in candidates:
-        if candidate.suffix.lower() not in _IMAGE_SUFFIXES:
-            continue
         try:
             real = candidate.resolve()
         except (OSError, RuntimeError):
+            continue
+        # the name that counts is the file's, not a symlink's
+        if real.suffix.lower() not in _IMAGE_SUFFIXES:
             continue
         if repo_root not in real.parents or not real.is_file():
             continue
