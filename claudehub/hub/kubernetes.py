@@ -22,20 +22,16 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from .settings import SettingsError
+from claudehub.contract.hub import (
+    CULLER_SERVICE,
+    KEYPROXY_SERVICE,
+    PROGRESS_SERVICE,
+    SERVER_TOKEN_SCOPES,
+    USER_EXTRA_SCOPES,
+    service_roles,
+)
 
-#: The hub's service names: the key proxy and the progress service use them in their own
-#: configuration (``JUPYTERHUB_SERVICE_NAME``), and the roles below refer to them.
-KEYPROXY_SERVICE = "keyproxy"
-PROGRESS_SERVICE = "progress"
-CULLER_SERVICE = "idle-culler"
-#: What a sandbox server's own hub token may do (the same as in local mode).
-SERVER_TOKEN_SCOPES = [
-    "users:activity!user",
-    "access:servers!server",
-    "servers!server",
-    f"access:services!service={PROGRESS_SERVICE}",
-]
+from .settings import SettingsError
 
 
 def _secret(environ: Mapping[str, str], name: str, why: str, min_length: int = 1) -> str:
@@ -86,34 +82,12 @@ def services_and_roles(
             "oauth_no_confirm": True,
         },
     ]
-    roles: list[dict[str, Any]] = [
-        {
-            # Polls which servers run, so a sandbox token dies with its server.
-            "name": "claudehub-keyproxy",
-            "scopes": ["list:users", "read:users:name", "read:servers"],
-            "services": [KEYPROXY_SERVICE],
-        },
-        {
-            # Resolves who is asking (a user's or a server's token) and whether they are admin.
-            "name": "claudehub-progress",
-            "scopes": ["list:users", "read:users:name", "read:users"],
-            "services": [PROGRESS_SERVICE],
-        },
-    ]
     culling = settings["culling"]
     if culling["enabled"]:
         services.append(
             {"name": CULLER_SERVICE, "command": culler_command(culling), "display": False}
         )
-        roles.append(
-            {
-                # What jupyterhub-idle-culler needs to stop servers, and nothing about users.
-                "name": "claudehub-idle-culler",
-                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-                "services": [CULLER_SERVICE],
-            }
-        )
-    return services, roles
+    return services, service_roles(culler=culling["enabled"])
 
 
 def profile_list(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -243,8 +217,8 @@ def configure_kubernetes(
     # call the course service. Their server's token may report activity, reach the course
     # service on their behalf (the page's course panels) and stop its own server (the
     # page's "End session"); nothing more.
-    c.JupyterHub.extra_user_scopes = [f"access:services!service={PROGRESS_SERVICE}"]
-    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+    c.JupyterHub.extra_user_scopes = list(USER_EXTRA_SCOPES)
+    c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
 
     configure_auth(c, settings["auth"], env)
     configure_spawner(c, settings["spawner"])

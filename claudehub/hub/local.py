@@ -17,6 +17,15 @@ from typing import Any
 from traitlets import Int, List, Unicode, default, validate
 from traitlets.config import Configurable
 
+from claudehub.contract import env
+from claudehub.contract.hub import (
+    KEYPROXY_SERVICE,
+    PROGRESS_SERVICE,
+    SERVER_TOKEN_SCOPES,
+    USER_EXTRA_SCOPES,
+    service_roles,
+)
+
 _ENV = os.environ
 
 
@@ -208,30 +217,25 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
     c.JupyterHub.spawner_class = LocalSandboxSpawner
     c.LocalSandboxSpawner.sandbox_root = str(state / "users")
     c.LocalSandboxSpawner.keyproxy_url = keyproxy_url
-    c.LocalSandboxSpawner.token_secret = token_secret.encode()
-    c.LocalSandboxSpawner.progress_url = f"{progress_url}/services/progress/"
+    c.LocalSandboxSpawner.token_secret = token_secret
+    c.LocalSandboxSpawner.progress_url = f"{progress_url}/services/{PROGRESS_SERVICE}/"
     c.LocalSandboxSpawner.allowed_models = list(settings.allowed_models)
     if settings.anthropic_api_key:
         c.LocalSandboxSpawner.real_key_values = [settings.anthropic_api_key]
     # A user may call the course service; so may their server, on their behalf (the
     # extension's course panels), and the server may stop itself ("End session").
-    c.JupyterHub.extra_user_scopes = ["access:services!service=progress"]  # hub >= 5
-    c.Spawner.server_token_scopes = [
-        "users:activity!user",
-        "access:servers!server",
-        "servers!server",
-        "access:services!service=progress",
-    ]
+    c.JupyterHub.extra_user_scopes = list(USER_EXTRA_SCOPES)  # hub >= 5
+    c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
     c.Spawner.http_timeout = 60
     c.Spawner.start_timeout = 60
 
     keyproxy_env = {
         "ANTHROPIC_UPSTREAM_URL": settings.upstream_url,
-        "CLAUDEHUB_TOKEN_SECRET": token_secret,
+        env.TOKEN_SECRET: token_secret,
         "CLAUDEHUB_USAGE_DB_URL": f"sqlite:///{state / 'usage.sqlite'}",
     }
     if settings.anthropic_api_key:
-        keyproxy_env["ANTHROPIC_API_KEY"] = settings.anthropic_api_key
+        keyproxy_env[env.ANTHROPIC_API_KEY] = settings.anthropic_api_key
     progress_env = {
         "CLAUDEHUB_PROGRESS_DB_URL": f"sqlite:///{state / 'progress.sqlite'}",
         "CLAUDEHUB_COURSE_CACHE": str(state / "courses"),
@@ -242,34 +246,21 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
 
     c.JupyterHub.services = [
         {
-            "name": "keyproxy",
+            "name": KEYPROXY_SERVICE,
             "url": keyproxy_url,
             "command": [sys.executable, "-m", "claudehub.proxy.app"],
             "environment": keyproxy_env,
             "display": False,
         },
         {
-            "name": "progress",
+            "name": PROGRESS_SERVICE,
             "url": progress_url,
             "command": progress_cmd,
             "environment": progress_env,
             "display": False,
         },
     ]
-    c.JupyterHub.load_roles = [
-        {
-            # Polls which servers are running, so a sandbox token dies with its server.
-            "name": "claudehub-keyproxy",
-            "scopes": ["list:users", "read:users:name", "read:servers"],
-            "services": ["keyproxy"],
-        },
-        {
-            # Resolves who is asking (hub auth) and whether they are an admin.
-            "name": "claudehub-progress",
-            "scopes": ["list:users", "read:users:name", "read:users"],
-            "services": ["progress"],
-        },
-    ]
+    c.JupyterHub.load_roles = service_roles()
 
 
 def banner(settings: LocalSettings) -> str:

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from claudehub.contract.course import is_course_id
+
 from .fetching import FetchError, fetch_repo, redact
 from .model import Course, CourseError, CourseFormatError
 from .parsing import has_course, parse_course
 
 log = logging.getLogger(__name__)
 
-_ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _SKIP_DIRS = {".git", "node_modules", "__pycache__", ".learner", ".venv"}
 MAX_DISCOVERY_DEPTH = 4
 
@@ -45,7 +46,8 @@ def make_course_id(*parts: str) -> str:
 
 
 def valid_course_id(course_id: str) -> bool:
-    return bool(_ID_OK.match(course_id))
+    """Whether ``course_id`` is a well-formed course id (the contract's pattern)."""
+    return is_course_id(course_id)
 
 
 def _inside(root: Path, folder: str) -> Path:

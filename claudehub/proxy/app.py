@@ -31,10 +31,11 @@ from traitlets import (
 )
 from traitlets.config import Application, Configurable
 
+from claudehub.contract import env
+from claudehub.contract.tokens import load_token_secret, mint_token
 from claudehub.proxy.limits import Limits
-from claudehub.proxy.service import KeyProxy, KeyProxyOptions, read_secret_file
+from claudehub.proxy.service import KeyProxy, KeyProxyOptions
 from claudehub.proxy.settings import DEFAULT_FORWARD_HEADERS, ProxySettings
-from claudehub.proxy.tokens import mint_token
 
 log = logging.getLogger("claudehub.proxy")
 
@@ -48,7 +49,7 @@ class TokenSecretMixin(Configurable):
 
     @default("token_secret")
     def _token_secret_default(self) -> str:
-        return os.environ.get("CLAUDEHUB_TOKEN_SECRET", "")
+        return os.environ.get(env.TOKEN_SECRET, "")
 
     token_secret_file = Unicode(
         help="File holding the token secret (wins over token_secret). Default: env CLAUDEHUB_TOKEN_SECRET_FILE.",
@@ -56,12 +57,11 @@ class TokenSecretMixin(Configurable):
 
     @default("token_secret_file")
     def _token_secret_file_default(self) -> str:
-        return os.environ.get("CLAUDEHUB_TOKEN_SECRET_FILE", "")
+        return os.environ.get(env.TOKEN_SECRET_FILE, "")
 
     def load_secret(self) -> bytes:
-        if self.token_secret_file:
-            return read_secret_file(self.token_secret_file).encode()
-        return self.token_secret.encode()
+        """The secret from token_secret_file when set, else token_secret."""
+        return load_token_secret(self.token_secret, self.token_secret_file)
 
 
 class MintTokenApp(TokenSecretMixin, Application):
@@ -178,7 +178,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     @default("api_key")
     def _api_key_default(self) -> str:
-        return os.environ.get("ANTHROPIC_API_KEY", "")
+        return os.environ.get(env.ANTHROPIC_API_KEY, "")
 
     api_key_file = Unicode(
         help="File holding the real key (wins over api_key); re-read when it changes. Default: env ANTHROPIC_API_KEY_FILE."

@@ -17,10 +17,10 @@ from typing import Any
 
 import aiohttp
 
+from claudehub.contract.tokens import InvalidToken, TokenClaims, verify_token
 from claudehub.proxy.errors import Refusal
 from claudehub.proxy.metrics import Metrics
 from claudehub.proxy.tasks import cancel_and_wait
-from claudehub.proxy.tokens import InvalidToken, TokenClaims, verify_token
 
 log = logging.getLogger("claudehub.proxy")
 

@@ -13,10 +13,10 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlalchemy as sa
 
+from claudehub.contract.tokens import load_token_secret, read_secret_file
 from claudehub.proxy.admin import AdminAuth, LocalEndpoints
 from claudehub.proxy.auth import HubPoller, TokenAuthenticator
 from claudehub.proxy.limits import Limits
@@ -27,11 +27,6 @@ from claudehub.proxy.tasks import cancel_and_wait
 from claudehub.proxy.usage import UsageRecorder, UsageStore, day_string
 
 log = logging.getLogger("claudehub.proxy")
-
-
-def read_secret_file(path: str) -> str:
-    """A secret from a file (surrounding whitespace, e.g. a trailing newline, removed)."""
-    return Path(path).read_text(encoding="utf-8").strip()
 
 
 @dataclass
@@ -68,11 +63,7 @@ class KeyProxy:
         self.metrics = Metrics()
         if o.api_key_file:
             o.settings.api_key = self._read_key_file()
-        secret = (
-            read_secret_file(o.token_secret_file).encode()
-            if o.token_secret_file
-            else o.token_secret
-        )
+        secret = load_token_secret(o.token_secret, o.token_secret_file)
         self.authenticator = TokenAuthenticator(
             secret, hub_mode=o.hub_mode, stale_after=o.hub_stale_after
         )
@@ -204,9 +195,7 @@ class KeyProxy:
                 if s is not None and s != secret_stamp:
                     secret_stamp = s
                     try:
-                        self.authenticator.set_secret(
-                            read_secret_file(o.token_secret_file).encode()
-                        )
+                        self.authenticator.set_secret(load_token_secret("", o.token_secret_file))
                     except OSError as e:
                         log.error("Cannot read the token secret file: %s", e.strerror)
                     else:

@@ -18,6 +18,8 @@ from jupyter_server._tz import utcnow
 from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
+from claudehub.contract import env
+
 from . import lockdown as lockdown_mod
 from .course_handlers import COURSE_BACKEND_SETTING, CourseBackend
 from .course_handlers import default_handlers as course_handlers
@@ -139,7 +141,7 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     @default("progress_url")
     def _default_progress_url(self) -> str:
-        return os.environ.get("CLAUDEHUB_PROGRESS_URL", "")
+        return os.environ.get(env.PROGRESS_URL, "")
 
     course_id = Unicode(
         help="""The course this session was started with; empty: none chosen.
@@ -148,7 +150,7 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     @default("course_id")
     def _default_course_id(self) -> str:
-        return os.environ.get("CLAUDEHUB_COURSE_ID", "")
+        return os.environ.get(env.COURSE_ID, "")
 
     course_dir = Unicode(
         help="""Where the course's files are in the sandbox; its .learner/progress.json is kept
@@ -157,7 +159,7 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     @default("course_dir")
     def _default_course_dir(self) -> str:
-        return os.environ.get("CLAUDEHUB_COURSE_DIR", "")
+        return os.environ.get(env.COURSE_DIR, "")
 
     api_token = Unicode(
         help="""Token the course service is called with: the server's own hub token, which the

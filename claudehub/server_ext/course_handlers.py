@@ -30,12 +30,17 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from tornado.iostream import StreamClosedError
 
-from claudehub.progress.client import ProgressAPIError, ProgressClient, write_progress_snapshot
+from claudehub.contract.course import COURSE_ID_ROUTE
+from claudehub.contract.course_client import (
+    ProgressAPIError,
+    ProgressClient,
+    write_progress_snapshot,
+)
+from claudehub.contract.hub import AUTH_RESOURCE
 
 log = logging.getLogger(__name__)
 
-AUTH_RESOURCE = "claude"
-COURSE_ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,199})"
+COURSE_ID = COURSE_ID_ROUTE
 #: seconds one long-poll of the service waits for a change (SSE heartbeat period)
 POLL_WAIT = 25.0
 #: tornado settings: this server's CourseBackend

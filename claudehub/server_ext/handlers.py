@@ -5,8 +5,8 @@ Ending a session: the page's "End session" button sends ``DELETE {base_url}claud
 this server, with the server's own token ($JUPYTERHUB_API_TOKEN). The browser cannot do it
 directly: its hub cookie is scoped to /hub/ and the hub requires the hub's own xsrf token for
 cookie-authenticated API calls. The hub must grant that token the scope to stop its own
-server: ``c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server",
-"servers!server"]`` (claudehub's hub configuration does).
+server (``servers!server``, one of ``claudehub.contract.hub.SERVER_TOKEN_SCOPES``, which
+both hub configurations grant).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, Extensi
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from claudehub.contract.hub import AUTH_RESOURCE
+
 from .course_handlers import COURSE_BACKEND_SETTING, CourseBackend
 from .sessions import SessionManager
-from .terminal import AUTH_RESOURCE, SESSIONS_SETTING, TerminalSocket
+from .terminal import SESSIONS_SETTING, TerminalSocket
 
 
 class ClaudePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, JupyterHandler):

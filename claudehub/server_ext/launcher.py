@@ -47,6 +47,8 @@ from typing import Any
 from traitlets import Unicode, default
 from traitlets.config import Application
 
+from claudehub.contract import env as contract_env
+
 #: The only tools the CLI offers the model. ``--tools`` is an allowlist of built-in tools, so a
 #: tool a later release adds is not offered either.
 ALLOWED_TOOLS: tuple[str, ...] = ("Read", "Glob", "Grep")
@@ -293,7 +295,7 @@ class Launcher(Application):
 
     @default("course_dir")
     def _default_course_dir(self) -> str:
-        return os.environ.get("CLAUDEHUB_COURSE_DIR", "")
+        return os.environ.get(contract_env.COURSE_DIR, "")
 
     model = Unicode(help="Model passed to the CLI as --model (empty: the CLI's default).").tag(
         config=True
@@ -301,7 +303,7 @@ class Launcher(Application):
 
     @default("model")
     def _default_model(self) -> str:
-        return os.environ.get("ANTHROPIC_MODEL", "")
+        return os.environ.get(contract_env.ANTHROPIC_MODEL, "")
 
     claude_bin = Unicode(
         help="The Claude Code CLI: a path or a name looked up on PATH (a .js file runs on node)."
@@ -318,7 +320,7 @@ class Launcher(Application):
 
     @default("api_key")
     def _default_api_key(self) -> str:
-        return os.environ.get("ANTHROPIC_API_KEY", "")
+        return os.environ.get(contract_env.ANTHROPIC_API_KEY, "")
 
     shell_stub = Unicode(
         help="""A program that refuses to run anything, given to the CLI as its shell and

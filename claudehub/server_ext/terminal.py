@@ -33,11 +33,12 @@ from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
+from claudehub.contract.hub import AUTH_RESOURCE
+
 from . import websocket
 from .pty_session import PtySession
 from .sessions import SessionManager
 
-AUTH_RESOURCE = "claude"
 #: tornado settings: the SessionManager, and the keep-alive ping interval (s, 0: none)
 SESSIONS_SETTING = "claude_sessions"
 PING_INTERVAL_SETTING = "claude_ping_interval"

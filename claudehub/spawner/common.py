@@ -21,7 +21,9 @@ from typing import Any
 import jinja2
 from tornado import web
 from traitlets import (
-    Bytes,
+    Callable as CallableTrait,
+)
+from traitlets import (
     Float,
     HasTraits,
     List,
@@ -29,15 +31,16 @@ from traitlets import (
     default,
     validate,
 )
-from traitlets import (
-    Callable as CallableTrait,
-)
+
+from claudehub.contract import env as contract_env
+from claudehub.contract.hub import PROGRESS_SERVICE
+from claudehub.contract.tokens import load_token_secret, mint_token
 
 #: Environment variable names a sandbox must never receive from the hub's environment.
 SECRET_ENV_NAMES = frozenset(
     {
         "ANTHROPIC_AUTH_TOKEN",
-        "CLAUDEHUB_TOKEN_SECRET",
+        contract_env.TOKEN_SECRET,
         "CLAUDEHUB_REAL_API_KEY",
         "CLAUDEHUB_DEV_PASSWORD",
         "JUPYTERHUB_CRYPT_KEY",
@@ -92,8 +95,8 @@ class SandboxSpawnerMixin(HasTraits):
         """,
     ).tag(config=True)
 
-    token_secret = Bytes(
-        b"",
+    token_secret = Unicode(
+        "",
         help="""HMAC secret shared with the key proxy, used to mint sandbox tokens.
 
         Prefer token_secret_file. Never logged.
@@ -137,7 +140,7 @@ class SandboxSpawnerMixin(HasTraits):
     ).tag(config=True)
 
     progress_service_name = Unicode(
-        "progress",
+        PROGRESS_SERVICE,
         help="Name of the course+progress service in the hub (for the access scope).",
     ).tag(config=True)
 
@@ -157,14 +160,10 @@ class SandboxSpawnerMixin(HasTraits):
     # -- tokens ------------------------------------------------------------------------
 
     def _secret(self) -> bytes:
-        if self.token_secret_file:
-            return Path(self.token_secret_file).read_bytes().strip()
-        return self.token_secret
+        return load_token_secret(self.token_secret, self.token_secret_file)
 
     def mint_sandbox_token(self) -> str:
         """A fresh sandbox token for this user's server (never the real key)."""
-        from claudehub.proxy.tokens import mint_token
-
         secret = self._secret()
         if not secret:
             raise web.HTTPError(
@@ -179,21 +178,21 @@ class SandboxSpawnerMixin(HasTraits):
     def sandbox_env(self, course_dir: str = "") -> dict[str, str]:
         """The claudehub part of the sandbox environment (see ARCHITECTURE.md)."""
         env = {
-            "ANTHROPIC_BASE_URL": self.keyproxy_url,
-            "ANTHROPIC_API_KEY": self.mint_sandbox_token(),
+            contract_env.ANTHROPIC_BASE_URL: self.keyproxy_url,
+            contract_env.ANTHROPIC_API_KEY: self.mint_sandbox_token(),
             # The CLI must not phone home: sandboxes have no egress but the key proxy.
             "DISABLE_AUTOUPDATER": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_TELEMETRY": "1",
         }
         if self.model:
-            env["ANTHROPIC_MODEL"] = self.model
+            env[contract_env.ANTHROPIC_MODEL] = self.model
         if self.course_id:
-            env["CLAUDEHUB_COURSE_ID"] = self.course_id
+            env[contract_env.COURSE_ID] = self.course_id
         if course_dir:
-            env["CLAUDEHUB_COURSE_DIR"] = course_dir
+            env[contract_env.COURSE_DIR] = course_dir
         if self.progress_url:
-            env["CLAUDEHUB_PROGRESS_URL"] = self.progress_url
+            env[contract_env.PROGRESS_URL] = self.progress_url
         return env
 
     # -- course and model choice --------------------------------------------------------
@@ -207,7 +206,7 @@ class SandboxSpawnerMixin(HasTraits):
             return list(result)
         if not self.progress_url:
             return []
-        from claudehub.progress.client import list_courses
+        from claudehub.contract.course_client import list_courses
 
         # The course service only answers hub users: ask as this user, with a short-lived
         # token that can do nothing but reach that service.

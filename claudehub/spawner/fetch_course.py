@@ -19,19 +19,20 @@ import os
 import sys
 from pathlib import Path
 
+from claudehub.contract import env
+from claudehub.contract.course_client import ProgressAPIError, fetch_course_bundle
+
 
 def main() -> int:
     """Fetch the course bundle; return the process exit status."""
     try:
-        url = os.environ["CLAUDEHUB_PROGRESS_URL"]
-        course = os.environ["CLAUDEHUB_COURSE_ID"]
-        dest = Path(os.environ["CLAUDEHUB_COURSE_DIR"])
+        url = os.environ[env.PROGRESS_URL]
+        course = os.environ[env.COURSE_ID]
+        dest = Path(os.environ[env.COURSE_DIR])
         token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
     except KeyError as e:
         print(f"fetch-course: {e.args[0]} is not set", file=sys.stderr)
         return 1
-    from claudehub.progress.client import ProgressAPIError, fetch_course_bundle
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         asyncio.run(fetch_course_bundle(url, token, course, dest))

@@ -29,6 +29,9 @@ from markupsafe import Markup
 from tornado import web
 from traitlets import Dict, Int, List, Unicode, default, validate
 
+from claudehub.contract import env as contract_env
+from claudehub.contract import labels
+
 from . import codec, objects
 from .common import FORM_TEMPLATES, SandboxSpawnerMixin, scrub_environment
 from .common import render_options_form as _sandbox_form
@@ -143,13 +146,13 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
     @default("common_labels")
     def _default_common_labels(self) -> dict[str, str]:
         return {
-            objects.APP_NAME_LABEL: objects.APP_NAME,
+            labels.APP_NAME_LABEL: labels.APP_NAME,
             "app.kubernetes.io/managed-by": "kubespawner",
         }
 
     @default("component_label")
     def _default_component_label(self) -> str:
-        return objects.SANDBOX_COMPONENT
+        return labels.SANDBOX_COMPONENT
 
     @default("pod_name_template")
     def _default_pod_name_template(self) -> str:
@@ -286,9 +289,9 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
         if not self.course_id:
             return None
         env = {
-            "CLAUDEHUB_PROGRESS_URL": self.progress_url,
-            "CLAUDEHUB_COURSE_ID": self.course_id,
-            "CLAUDEHUB_COURSE_DIR": self.course_dir,
+            contract_env.PROGRESS_URL: self.progress_url,
+            contract_env.COURSE_ID: self.course_id,
+            contract_env.COURSE_DIR: self.course_dir,
             "JUPYTERHUB_API_TOKEN": self.api_token or "",
             "HOME": "/tmp",
         }

@@ -80,7 +80,7 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
         self._course_dir = ""
         if not self.course_id:
             return
-        from claudehub.progress.client import fetch_course_bundle
+        from claudehub.contract.course_client import fetch_course_bundle
 
         self._events.append("Fetching course…")
         dest = Path(self.home_dir) / "courses" / self.course_id

@@ -22,13 +22,16 @@ from typing import Any
 
 from kubespawner.slugs import is_valid_label, safe_slug
 
-#: Labels the NetworkPolicies, quotas and the chart select sandbox pods by.
-APP_NAME_LABEL = "app.kubernetes.io/name"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-USER_LABEL = "claudehub.io/user"
-APP_NAME = "claudehub"
-SANDBOX_COMPONENT = "sandbox"
-STORAGE_COMPONENT = "sandbox-home"
+# The labels NetworkPolicies, quotas and the chart select sandbox pods by are part of the
+# written contract (the chart is the other side).
+from claudehub.contract.labels import (
+    APP_NAME,
+    APP_NAME_LABEL,
+    COMPONENT_LABEL,
+    SANDBOX_COMPONENT,
+    STORAGE_COMPONENT,
+    USER_LABEL,
+)
 
 #: Names of the volumes every sandbox pod gets.
 HOME_VOLUME = "claudehub-home"

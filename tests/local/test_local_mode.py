@@ -9,8 +9,8 @@ import pytest
 from tornado import web
 from traitlets.config import Config
 
+from claudehub.contract.tokens import verify_token
 from claudehub.hub.local import LocalSettings, banner, configure_local
-from claudehub.proxy.tokens import verify_token
 from claudehub.spawner.common import scrub_environment
 from claudehub.spawner.local import LocalSandboxSpawner
 
@@ -88,7 +88,7 @@ def test_sandbox_env_holds_a_token_not_the_key(tmp_path, monkeypatch: pytest.Mon
     spawner = make_spawner(
         tmp_path,
         keyproxy_url="http://127.0.0.1:8010/",
-        token_secret=b"secret-for-tests",
+        token_secret="secret-for-tests",
         real_key_values=[REAL_KEY],
         sandbox_root=str(tmp_path),
     )

@@ -19,8 +19,8 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets.config import Config
 
+from claudehub.contract.course_client import ProgressClient
 from claudehub.progress.app import ProgressService
-from claudehub.progress.client import ProgressClient
 from tests.helpers import free_port
 
 from .coursekit import PAPER, write_catalogue_course, write_claude_md_course

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from claudehub.progress.client import UnsafeBundleError, unpack_bundle
+from claudehub.contract.course_client import UnsafeBundleError, unpack_bundle
 
 
 def bundle(*members: tuple[str, bytes | None, str]) -> bytes:

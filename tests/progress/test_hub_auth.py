@@ -22,8 +22,8 @@ import pytest_asyncio
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets.config import Config
 
+from claudehub.contract.course_client import ProgressAPIError, ProgressClient
 from claudehub.progress.app import ProgressService
-from claudehub.progress.client import ProgressAPIError, ProgressClient
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, free_port
 
 from .conftest import course_sources

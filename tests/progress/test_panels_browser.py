@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from claudehub.progress.client import fetch_course_bundle
+from claudehub.contract.course_client import fetch_course_bundle
 from claudehub.server_ext.course_handlers import CourseBackend
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS
 

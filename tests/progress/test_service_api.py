@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from claudehub.progress.client import ProgressAPIError, fetch_course_bundle, resume_hint
+from claudehub.contract.course_client import ProgressAPIError, fetch_course_bundle, resume_hint
 
 from .conftest import FakeHubAPI, ServiceFactory
 from .coursekit import catalogue_modules, write_catalogue_course

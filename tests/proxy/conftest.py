@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from claudehub.contract.tokens import mint_token
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.service import KeyProxy, KeyProxyOptions
 from claudehub.proxy.settings import ProxySettings
-from claudehub.proxy.tokens import mint_token
 
 REAL_KEY = "sk-ant-api03-real-key-for-tests-0123456789abcdefghij"
 SECRET = b"claudehub-test-token-secret"

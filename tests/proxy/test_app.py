@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from claudehub.contract.tokens import verify_token
 from claudehub.proxy.app import KeyProxyApp, MintTokenApp
 from claudehub.proxy.settings import ProxySettings
-from claudehub.proxy.tokens import verify_token
 
 ENV = (
     "JUPYTERHUB_SERVICE_URL",

@@ -216,7 +216,7 @@ async def test_bad_tokens_get_401_and_never_reach_upstream(
 async def test_forged_token_from_another_secret_is_refused(
     fake_upstream: FakeAnthropic, start_proxy: StartProxy, http: aiohttp.ClientSession
 ) -> None:
-    from claudehub.proxy.tokens import mint_token
+    from claudehub.contract.tokens import mint_token
 
     proxy = await start_proxy(fake_upstream.url)
     forged = mint_token(b"guessed-secret", "admin", ttl=3600)

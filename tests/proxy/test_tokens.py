@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from claudehub.proxy.tokens import InvalidToken, mint_token, verify_token
+from claudehub.contract.tokens import InvalidToken, mint_token, verify_token
 
 SECRET = b"shared-secret"
 

@@ -85,7 +85,7 @@ def spawner_config(cluster: Cluster, **overrides: Any) -> Config:
     s.k8s_api_host = cluster.url
     s.namespace = cluster.namespace
     s.image = "registry.local/claudehub/sandbox:1.2.3"
-    s.token_secret = SECRET
+    s.token_secret = SECRET.decode()
     s.keyproxy_url = "http://claudehub-keyproxy.claudehub.svc:8000"
     s.progress_url = "http://claudehub-progress.claudehub.svc:8000/services/progress/"
     s.allowed_models = MODELS

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 from tornado import web
 
-from claudehub.proxy.tokens import verify_token
+from claudehub.contract.tokens import verify_token
 from claudehub.spawner.kube import ClaudeSpawner, SandboxStartError
 from tests.spawner.conftest import SECRET, Cluster, reset_kubespawner
 from tests.spawner.emulator import running_status, waiting_status

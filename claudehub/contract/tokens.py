@@ -8,6 +8,9 @@ network round trip). Format::
     chs1.<base64url(JSON claims)>.<base64url(HMAC-SHA256(secret, "chs1.<claims part>"))>
 
 The token is a bearer credential: never log it. :class:`InvalidToken` messages never contain it.
+The secret reaches both sides the same way: a value (``CLAUDEHUB_TOKEN_SECRET``) or a file
+(``CLAUDEHUB_TOKEN_SECRET_FILE``, a mounted Secret, which wins), read by
+:func:`load_token_secret`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 PREFIX = "chs1"
 _MAX_TOKEN_LENGTH = 4096
@@ -40,6 +44,22 @@ class TokenClaims:
     server: str
     issued_at: float
     expires_at: float | None
+
+
+def read_secret_file(path: str) -> str:
+    """A secret from a file (surrounding whitespace, e.g. a trailing newline, removed)."""
+    return Path(path).read_text(encoding="utf-8").strip()
+
+
+def load_token_secret(secret: str | bytes = b"", secret_file: str = "") -> bytes:
+    """The token secret: the file's content when ``secret_file`` is set, else ``secret``.
+
+    Read again at every call, so a rotated Secret takes effect without a restart. Raises
+    OSError (or UnicodeDecodeError) when the file cannot be read.
+    """
+    if secret_file:
+        return read_secret_file(secret_file).encode()
+    return secret.encode() if isinstance(secret, str) else bytes(secret)
 
 
 def _b64encode(data: bytes) -> str:
