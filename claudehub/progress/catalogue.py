@@ -110,7 +110,12 @@ class Catalogue:
 
 
 def _load_one(
-    cat: Catalogue, folder: Path, course_id: str, source: str, entry: dict[str, Any]
+    cat: Catalogue,
+    folder: Path,
+    course_id: str,
+    source: str,
+    entry: dict[str, Any],
+    repo_root: Path,
 ) -> None:
     try:
         course = parse_course(
@@ -119,6 +124,7 @@ def _load_one(
             title=entry.get("title") or None,
             description=entry.get("description") or None,
             source=source,
+            repo_root=repo_root,
         )
     except CourseFormatError as e:
         cat.errors.append(CourseError(course_id, source, e.file, e.reason))
@@ -171,7 +177,7 @@ async def load_catalogue(
             except CourseFormatError as e:
                 cat.errors.append(CourseError(course_id, source, e.file, e.reason))
                 continue
-            await asyncio.to_thread(_load_one, cat, path, course_id, source, entry)
+            await asyncio.to_thread(_load_one, cat, path, course_id, source, entry, checkout)
         else:
             try:
                 root = _inside(checkout, folder)
@@ -184,7 +190,7 @@ async def load_catalogue(
             for path in found:
                 rel = path.relative_to(root).as_posix()
                 course_id = make_course_id(entry_id, "" if rel == "." else rel)
-                await asyncio.to_thread(_load_one, cat, path, course_id, source, {})
+                await asyncio.to_thread(_load_one, cat, path, course_id, source, {}, checkout)
     cat.sort()
     log.info("Course catalogue: %d courses, %d errors", len(cat.courses), len(cat.errors))
     return cat
