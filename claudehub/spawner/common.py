@@ -14,11 +14,10 @@ The local-process spawner and the Kubernetes spawner both mix in
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import jinja2
 from tornado import web
 from traitlets import (
     Callable as CallableTrait,
@@ -35,6 +34,9 @@ from traitlets import (
 from claudehub.contract import env as contract_env
 from claudehub.contract.hub import PROGRESS_SERVICE
 from claudehub.contract.tokens import load_token_secret, mint_token
+
+from . import picker
+from .picker import FORM_TEMPLATES, render_picker
 
 #: Environment variable names a sandbox must never receive from the hub's environment.
 SECRET_ENV_NAMES = frozenset(
@@ -197,6 +199,28 @@ class SandboxSpawnerMixin(HasTraits):
 
     # -- course and model choice --------------------------------------------------------
 
+    #: The spawn form's fields this spawner reads (the Kubernetes spawner adds "profile").
+    form_option_names: tuple[str, ...] = ("course", "model")
+
+    def _course_service_token(self) -> str:
+        """A short-lived token of this user that can do nothing but reach the course service.
+
+        Kept for a few minutes, so rendering the picker or the home page does not mint (and
+        store in the hub's database) a new token for every page view.
+        """
+        now = time.monotonic()
+        cached = getattr(self, "_claudehub_service_token", None)
+        if cached and cached[1] > now:
+            return str(cached[0])
+        token = self.user.new_api_token(  # type: ignore[attr-defined]
+            note="claudehub: courses and progress for the hub's pages",
+            expires_in=SERVICE_TOKEN_LIFETIME,
+            scopes=[f"access:services!service={self.progress_service_name}"],
+        )
+        # reused for less than its lifetime, so a request never carries an expiring token
+        self._claudehub_service_token = (token, now + SERVICE_TOKEN_LIFETIME / 2)
+        return str(token)
+
     async def list_course_choices(self) -> list[dict[str, Any]]:
         """The courses this user may pick (empty when none are configured)."""
         if self.course_choices is not None:
@@ -210,25 +234,66 @@ class SandboxSpawnerMixin(HasTraits):
 
         # The course service only answers hub users: ask as this user, with a short-lived
         # token that can do nothing but reach that service.
-        token = self.user.new_api_token(
-            note="claudehub: list courses for the spawn form",
-            expires_in=300,
-            scopes=[f"access:services!service={self.progress_service_name}"],
-        )
-        return await list_courses(self.progress_url, token)
+        return await list_courses(self.progress_url, self._course_service_token())
+
+    async def learner_progress(self) -> dict[str, dict[str, Any]]:
+        """This user's progress by course id (``GET api/progress``, as the user).
+
+        Empty when there is no course service or it cannot answer: the picker then shows
+        every course as not started rather than failing the page.
+        """
+        if not self.progress_url:
+            return {}
+        from claudehub.contract.course_client import ProgressAPIError, ProgressClient
+
+        client = ProgressClient(self.progress_url, self._course_service_token())
+        try:
+            data = await client.request("GET", "progress", request_timeout=10)
+        except (ProgressAPIError, OSError, ValueError) as e:
+            self.log.warning("Could not read the progress of %s: %s", self.user.name, e)  # type: ignore[attr-defined]
+            return {}
+        entries = data.get("progress") if isinstance(data, dict) else None
+        return {
+            str(p["course_id"]): p
+            for p in entries or []
+            if isinstance(p, dict) and "course_id" in p
+        }
+
+    async def claudehub_home(self) -> dict[str, Any] | None:
+        """The hub home page's "Continue <course> at stage N" (templates call this).
+
+        None before any course, or when the course service cannot answer (the home page
+        then offers the picker, which says what is wrong).
+        """
+        from claudehub.contract.course_client import ProgressAPIError
+
+        try:
+            return await picker.home_summary(self)
+        except (ProgressAPIError, OSError, ValueError) as e:
+            self.log.warning("Could not read the courses for %s: %s", self.user.name, e)  # type: ignore[attr-defined]
+            return None
 
     @default("options_form")
     def _default_options_form(self) -> Callable[[Any], Awaitable[str]]:
         return render_options_form
 
     @default("options_from_form")
-    def _default_options_from_form(self) -> Callable[[dict[str, list[str]]], dict[str, str]]:
-        def from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
-            return {
-                key: values[0]
-                for key, values in formdata.items()
-                if key in ("course", "model") and values
-            }
+    def _default_options_from_form(
+        self,
+    ) -> Callable[[dict[str, list[Any]]], Awaitable[dict[str, str]]]:
+        spawner = self
+
+        async def from_form(formdata: dict[str, list[Any]]) -> dict[str, str]:
+            # Checked here, before the spawn starts, so JupyterHub shows a refusal on the
+            # spawn page itself; apply_user_options checks again for API spawns.
+            options = picker.options_from_formdata(formdata, spawner.form_option_names)
+            await picker.check_course_choice(spawner, options)
+            rest = {k: v for k, v in options.items() if k != "course"}
+            try:
+                await spawner.apply_sandbox_options(rest)
+            except web.HTTPError as e:
+                raise picker.plain_choice_error(e) from None
+            return options
 
         return from_form
 
@@ -273,26 +338,22 @@ class SandboxSpawnerMixin(HasTraits):
             self.course_id = course
 
 
-#: The spawn form's templates (``templates/``), loaded once. Autoescaped: course titles come
-#: from course repositories, so every value is escaped before it reaches the hub's page.
-FORM_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
+#: Seconds a token minted for the hub's course pages lives (reused for half of it).
+SERVICE_TOKEN_LIFETIME = 300
 
 
 async def render_options_form(spawner: SandboxSpawnerMixin) -> str:
-    """The spawn form: a course picker and, when several are allowed, a model picker.
+    """The spawn form: the course picker and, when several are allowed, a model picker.
 
     Returns an empty string (no form) when there is nothing to choose.
     """
-    courses = await spawner.list_course_choices()
-    models = list(spawner.allowed_models)
-    if not courses and len(models) <= 1:
-        return ""
-    return FORM_TEMPLATES.get_template("options_form.html").render(
-        courses=[{"value": c["id"], "label": c.get("title") or c["id"]} for c in courses],
-        # a single allowed model is no choice: it is applied without asking
-        models=[{"value": m, "label": m} for m in models] if len(models) > 1 else [],
-    )
+    return await render_picker(spawner)
+
+
+__all__ = [
+    "FORM_TEMPLATES",
+    "SECRET_ENV_NAMES",
+    "SandboxSpawnerMixin",
+    "render_options_form",
+    "scrub_environment",
+]

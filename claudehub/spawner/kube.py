@@ -254,16 +254,8 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
 
         return form
 
-    @default("options_from_form")
-    def _default_options_from_form(self) -> Any:
-        def from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
-            return {
-                key: values[0]
-                for key, values in formdata.items()
-                if key in ("course", "model", "profile") and values
-            }
-
-        return from_form
+    #: The spawn form posts the machine (profile) too.
+    form_option_names = ("course", "model", "profile")
 
     async def apply_sandbox_options(self, options: dict[str, Any]) -> None:
         """Check the profile against the operator's profiles, then course and model.

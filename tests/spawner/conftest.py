@@ -101,7 +101,15 @@ def spawner_config(cluster: Cluster, **overrides: Any) -> Config:
 @pytest.fixture
 def make_spawner(cluster: Cluster) -> Callable[..., ClaudeSpawner]:
     def make(name: str = "alice", config: Config | None = None, **overrides: Any) -> ClaudeSpawner:
-        user = SimpleNamespace(name=name, id=next(_ids), url=f"/user/{name}/", escaped_name=name)
+        user = SimpleNamespace(
+            name=name,
+            id=next(_ids),
+            url=f"/user/{name}/",
+            escaped_name=name,
+            # the spawn form reads the learner's progress with a token of theirs; the course
+            # service named in progress_url does not exist here, so the cards say "not started"
+            new_api_token=lambda **kwargs: f"user-token-{name}",
+        )
         hub = Hub(ip="10.43.0.10", port=8081, base_url="/hub/")
         return ClaudeSpawner(
             config=config or spawner_config(cluster, **overrides),

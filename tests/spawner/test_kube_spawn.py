@@ -445,10 +445,10 @@ async def test_the_options_form_offers_the_allowlists(make_spawner: MakeSpawner)
     form = await spawner.get_options_form()
     assert 'name="course"' in form and 'value="git-basics"' in form
     assert 'name="model"' in form and 'value="claude-haiku-4-5"' in form
-    assert spawner.options_from_form({"course": ["python-101"], "model": ["claude-haiku-4-5"]}) == {
-        "course": "python-101",
-        "model": "claude-haiku-4-5",
-    }
+    options = await spawner.options_from_form(
+        {"course": ["python-101"], "model": ["claude-haiku-4-5"]}
+    )
+    assert options == {"course": "python-101", "model": "claude-haiku-4-5"}
 
 
 PROFILES = [
@@ -484,7 +484,7 @@ async def test_a_gpu_profile_is_a_choice_on_the_form(
         info.value.log_message == "Profile 'tpu' is not offered here; choose one of: default, gpu"
     )
 
-    options = spawner.options_from_form({"profile": ["gpu"], "course": ["git-basics"]})
+    options = await spawner.options_from_form({"profile": ["gpu"], "course": ["git-basics"]})
     spawner.user_options = options
     await spawner.apply_user_options(spawner, options)
     await start_and_run(cluster, spawner)
