@@ -139,6 +139,9 @@ def find_thumbnail(folder: Path, thumbnail_url: object, repo_root: Path) -> str 
             candidates.append(folder.parent / rel)
     candidates.append(folder.parent / THUMBNAIL)
     for candidate in candidates:
+        if not candidate.is_file():
+            # (cheap: a stat) most candidates do not exist; resolving them would cost more
+            continue
         try:
             real = candidate.resolve()
         except (OSError, RuntimeError):
