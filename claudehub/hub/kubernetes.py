@@ -31,6 +31,7 @@ from claudehub.contract.hub import (
     service_roles,
 )
 
+from .pages import configure_pages
 from .settings import SettingsError
 
 
@@ -204,9 +205,10 @@ def configure_kubernetes(
     # Sandboxes keep running while the hub restarts or upgrades; the new hub finds them.
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False
-    # One Claude per user; users land on the spawn form (course, model, profile).
+    # One Claude per user. Users land on the home page ("Continue <course> at stage N", or
+    # the course picker with model and profile); the hub's pages are claudehub's templates.
     c.JupyterHub.allow_named_servers = False
-    c.JupyterHub.default_url = "/hub/spawn"
+    configure_pages(c)
 
     limits = settings["limits"]
     # JupyterHub refuses a spawn beyond these with HTTP 429 and a message saying why.

@@ -25,6 +25,7 @@ from claudehub.contract.hub import (
     USER_EXTRA_SCOPES,
     service_roles,
 )
+from claudehub.hub.pages import configure_pages
 
 _ENV = os.environ
 
@@ -203,9 +204,10 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
-    c.JupyterHub.default_url = "/hub/spawn"
-    # One Claude per user; the Claude page, not the hub's home, is where people live.
+    # One Claude per user. Learners land on the home page ("Continue <course> at stage
+    # N", or the course picker); the hub's pages are claudehub's templates.
     c.JupyterHub.allow_named_servers = False
+    configure_pages(c)
 
     c.JupyterHub.authenticator_class = "shared-password"
     c.SharedPasswordAuthenticator.user_password = settings.dev_password

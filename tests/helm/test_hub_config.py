@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from claudehub.hub import settings as hub_settings
+from claudehub.hub.pages import TEMPLATES_DIR
 from tests.helm.charts import NAMESPACE, Rendering, deep_merge, render
 from tests.helm.spawned import build_sandbox_pod, hub_config
 
@@ -168,6 +169,10 @@ def test_every_value_set_gives_a_hub_config_that_loads(
     assert c.JupyterHub.active_server_limit == 4
     assert c.ConfigurableHTTPProxy.api_url == "http://claudehub-proxy-api.claudehub.svc:8001"
     assert c.JupyterHub.hub_connect_url == "http://claudehub-hub.claudehub.svc:8081"
+    # The learner's pages: claudehub's templates, from the package the hub image installs.
+    assert c.JupyterHub.template_paths == [str(TEMPLATES_DIR)]
+    assert (TEMPLATES_DIR / "spawn.html").is_file()
+    assert c.JupyterHub.default_url == "/hub/home"
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert "url" not in services["keyproxy"]  # never routed through the public proxy
     assert services["progress"]["url"] == "http://claudehub-progress.claudehub.svc:8080"
