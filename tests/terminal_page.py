@@ -39,3 +39,24 @@ def ask(page: Any, question: str, expect: str, timeout: float = 60_000) -> None:
     wait_for_terminal(page, question, 30_000)
     page.keyboard.press("Enter")
     wait_for_terminal(page, expect, timeout)
+
+
+def pick_course(page: Any, course_id: str | None = None) -> None:
+    """On the course picker (/hub/spawn), choose ``course_id``'s card (or keep the one
+    preselected, else the first) and start: what a learner does with the mouse."""
+    page.wait_for_selector("form#spawn_form")
+    if course_id is not None:
+        page.check(f"input[name=course][value='{course_id}']")
+    elif not page.locator("input[name=course]:checked").count():
+        page.locator("input[name=course]").first.check()
+    page.click("form#spawn_form button[type=submit]")
+
+
+def open_picker(page: Any, hub_url: str, user: str) -> None:
+    """From wherever sign-in lands (the home page, or the picker), to the course picker."""
+    page.wait_for_url(lambda u: "/hub/home" in u or "/hub/spawn" in u or f"/user/{user}/" in u)
+    if "/hub/home" in page.url and page.locator("#claudehub-choose").count():
+        page.click("#claudehub-choose")
+        page.wait_for_url("**/hub/spawn**")
+    elif "/hub/spawn" not in page.url:
+        page.goto(f"{hub_url}/hub/spawn")

@@ -31,7 +31,7 @@ from tests.containers.podman import HUB_IMAGE, REPO, Podman, podman, podman_env
 from tests.fakes.upstream import FakeAnthropic
 from tests.helm.charts import Rendering, render
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, jp_asyncio_loop  # noqa: F401
-from tests.terminal_page import ask, wait_for_terminal
+from tests.terminal_page import ask, open_picker, pick_course, wait_for_terminal
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.e2e]
 
@@ -192,9 +192,10 @@ def open_claude(stack: Stack, browser: Any, user: str) -> Any:
     page.fill("#username_input", user)
     page.fill("#password_input", stack.password)
     page.click("#login_submit")
-    page.wait_for_url("**/hub/spawn**", timeout=60_000)
-    page.select_option("select[name=course]", COURSE["id"])
-    page.click("form#spawn_form button[type=submit]")
+    # the hub image's own templates: the home page, then the course picker's cards
+    page.wait_for_url("**/hub/home**", timeout=60_000)
+    open_picker(page, stack.url, user)
+    pick_course(page, COURSE["id"])
     try:
         page.wait_for_url(f"**/user/{user}/claude**", timeout=180_000)
         wait_for_terminal(page, "\u276f", 90_000)

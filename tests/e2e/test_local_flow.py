@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import LocalStack
-from tests.terminal_page import ask, terminal_text, wait_for_terminal
+from tests.terminal_page import ask, open_picker, pick_course, terminal_text, wait_for_terminal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -24,10 +24,10 @@ def login(page, stack: LocalStack, user: str) -> None:  # type: ignore[no-untype
     page.fill("#username_input", user)
     page.fill("#password_input", stack.password)
     page.click("#login_submit")
-    # A spawn form (course / model) appears when the operator configured choices.
-    page.wait_for_url(lambda u: "/hub/spawn" in u or f"/user/{user}/" in u, timeout=30_000)
-    if "/hub/spawn" in page.url and page.locator("form#spawn_form").count():
-        page.click("form#spawn_form button[type=submit]")
+    # A new learner lands on the home page, goes to the course picker and starts a course.
+    open_picker(page, stack.url, user)
+    if page.locator("form#spawn_form").count():
+        pick_course(page)
     page.wait_for_url(f"**/user/{user}/claude**", timeout=90_000)
 
 
@@ -142,9 +142,8 @@ def test_walk_a_stage_and_progress_survives_reload(local_stack: LocalStack, brow
     page.fill("#username_input", "dave")
     page.fill("#password_input", local_stack.password)
     page.click("#login_submit")
-    page.wait_for_selector("form#spawn_form")
-    page.select_option("#claudehub-course", "attention")
-    page.click("form#spawn_form button[type=submit]")
+    open_picker(page, local_stack.url, "dave")
+    pick_course(page, "attention")
     page.wait_for_url("**/user/dave/claude**", timeout=90_000)
 
     page.wait_for_selector("#stage-1[open] .ch-concept-title")
