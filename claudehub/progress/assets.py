@@ -27,9 +27,12 @@ login. GET only, so a cookie cannot be used to change anything.
 from __future__ import annotations
 
 import errno
+import hmac
 import os
+import secrets
 import stat
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
@@ -43,6 +46,8 @@ MAX_ASSET_SETTING = "claudehub_max_asset_bytes"
 CACHE_CONTROL = "private, max-age=300"
 #: the URL folder (under ``{prefix}api/courses/{id}/``) images are served from
 ASSETS_SEGMENT = "assets/"
+#: signed image URLs expire on a boundary of this many seconds (see AssetSigner.expiry)
+SIGNATURE_PERIOD = 86400
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -156,11 +161,54 @@ def read_asset(root: Path, path: str, max_bytes: int) -> Asset:
     return Asset(content_type=mime, data=data, mtime=st.st_mtime, etag=etag)
 
 
-def asset_url(prefix: str, course_id: str, path: str) -> str:
-    """The URL the service serves ``path`` (repository-relative) of a course at."""
-    return f"{assets_base_url(prefix, course_id)}{quote(path, safe='/')}"
-
-
 def assets_base_url(prefix: str, course_id: str) -> str:
     """``{prefix}api/courses/{course_id}/assets/``: every image URL of a course starts so."""
     return f"{prefix.rstrip('/')}/api/courses/{quote(course_id, safe='')}/{ASSETS_SEGMENT}"
+
+
+@dataclass(frozen=True)
+class AssetSigner:
+    """Signs the image URLs the service hands to hub users, so a plain ``<img>`` can load
+    them without a token or cookie.
+
+    Why: a hub page (the course picker) shows dozens of thumbnails at once, and a browser
+    without the service's cookie would start one OAuth login per image; JupyterHub's OAuth
+    state cookie does not survive concurrent logins, so most would fail. A URL signed for
+    this course and path, valid for a day or two, is handed only to an authenticated user
+    (in a course card or course text), like a presigned download link.
+
+    The URL carries ``?exp=<unix time>&sig=<hex>``: an HMAC-SHA256 over the course id, the
+    repository-relative path and the expiry. The key is derived from the service's hub API
+    token (stable across restarts, never sent anywhere), or random when it has none.
+    """
+
+    key: bytes
+
+    @classmethod
+    @lru_cache(maxsize=4)
+    def from_secret(cls, secret: str) -> AssetSigner:
+        """The signer keyed by ``secret`` (the service's hub API token), or by a random key
+        (one per process: then signed URLs end with the process)."""
+        if not secret:
+            return cls(secrets.token_bytes(32))
+        return cls(hmac.new(secret.encode(), b"claudehub-progress assets v1", "sha256").digest())
+
+    @staticmethod
+    def expiry(now: float) -> int:
+        """The expiry for URLs made at ``now``: the end of the next whole day, so URLs (and the
+        course text holding them) stay the same for a day and stay valid 24-48 hours."""
+        return (int(now) // SIGNATURE_PERIOD + 2) * SIGNATURE_PERIOD
+
+    def signature(self, course_id: str, path: str, expires: int) -> str:
+        message = f"{course_id}\0{path}\0{expires}".encode()
+        return hmac.new(self.key, message, "sha256").hexdigest()[:32]
+
+    def query(self, course_id: str, path: str, expires: int) -> str:
+        """``exp=…&sig=…`` for ``path`` (repository-relative, not URL-encoded)."""
+        return f"exp={expires}&sig={self.signature(course_id, path, expires)}"
+
+    def verify(self, course_id: str, path: str, expires: str, sig: str, now: float) -> bool:
+        """Whether ``sig`` signs this course and path until ``expires``, not yet passed."""
+        if not expires.isdigit() or int(expires) < now or len(sig) != 32:
+            return False
+        return hmac.compare_digest(self.signature(course_id, path, int(expires)), sig)

@@ -11,10 +11,13 @@ import asyncio
 import email.utils
 import json
 import logging
+import time
 from typing import Any
 
 from jupyterhub.services.auth import HubAuthenticated, HubOAuthenticated, UserNotAllowed
 from tornado import web
+
+from claudehub.contract.course import COURSE_ID_ROUTE
 
 from . import service
 from .assets import (
@@ -22,6 +25,7 @@ from .assets import (
     DEFAULT_MAX_ASSET_BYTES,
     MAX_ASSET_SETTING,
     AssetRefused,
+    AssetSigner,
     read_asset,
     repository_root,
 )
@@ -30,7 +34,7 @@ from .service import ServiceError, ServiceState
 
 log = logging.getLogger(__name__)
 
-COURSE_ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,199})"
+COURSE_ID = COURSE_ID_ROUTE
 QUIZ_ID = r"([^/]{1,255})"
 #: an asset path: anything (tornado has URL-decoded it); assets.clean_relative_path checks it
 ASSET_PATH = r"(.{1,1024})"
@@ -53,6 +57,11 @@ async def resolve_hub_user(handler: Any) -> dict[str, Any] | None:
             user = None
     handler._hub_auth_user_cache = user
     return user
+
+
+def asset_signer(handler: web.RequestHandler) -> AssetSigner:
+    """The signer of this service's image URLs, keyed by its hub API token."""
+    return AssetSigner.from_secret(str(handler.settings["hub_auth"].api_token or ""))
 
 
 class BaseHandler(HubAuthenticated, web.RequestHandler):  # type: ignore[misc, unused-ignore]  # untyped base (no stubs)
@@ -135,13 +144,14 @@ class HealthHandler(web.RequestHandler):
 class CoursesHandler(BaseHandler):
     async def get(self) -> None:
         prefix = self.settings["claudehub_prefix"]
-        self.send({"courses": await self.call(service.list_courses, prefix)})
+        self.send({"courses": await self.call(service.list_courses, prefix, asset_signer(self))})
 
 
 class CourseHandler(BaseHandler):
     async def get(self, course_id: str) -> None:
         prefix = self.settings["claudehub_prefix"]
-        self.send(await self.call(service.course_detail, course_id, prefix))
+        detail = await self.call(service.course_detail, course_id, prefix, asset_signer(self))
+        self.send(detail)
 
 
 class BundleHandler(BaseHandler):
@@ -251,6 +261,8 @@ class AssetHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc,
         self.set_header("Cache-Control", "no-store")
 
     async def prepare(self) -> None:
+        if self.signed():
+            return  # a URL the service signed for a hub user (see AssetSigner)
         user = await resolve_hub_user(self)
         if user is None:
             if self.request.headers.get("Authorization"):
@@ -261,6 +273,15 @@ class AssetHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc,
             return
         if user.get("kind", "user") != "user":
             raise web.HTTPError(403, "only hub users read course images")
+
+    def signed(self) -> bool:
+        """Whether the request's ``exp`` and ``sig`` sign its course and path."""
+        sig = self.get_query_argument("sig", "")
+        if not sig or not self.path_args or len(self.path_args) != 2:
+            return False
+        course_id, path = (str(a) for a in self.path_args)
+        expires = self.get_query_argument("exp", "")
+        return asset_signer(self).verify(course_id, path, expires, sig, time.time())
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         message = self._reason

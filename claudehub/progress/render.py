@@ -15,8 +15,9 @@ tracking pixels, nothing sent out of an air-gapped cluster).
 from __future__ import annotations
 
 import posixpath
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -28,7 +29,7 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
-from .assets import assets_base_url, repository_relative
+from .assets import AssetSigner, assets_base_url, repository_relative
 from .model import Concept, Course, Quiz, Stage
 
 _ALLOWED_TAGS = {
@@ -54,11 +55,16 @@ class ImageLinks:
 
     ``base_url`` is where every image URL of the course starts
     (``{prefix}api/courses/{id}/assets/``); ``folder`` is the repository-relative folder
-    a relative reference is resolved against ("" for the repository root).
+    a relative reference is resolved against ("" for the repository root). With a
+    ``signer`` each URL is signed for ``course_id`` until ``expires`` (see
+    :class:`AssetSigner`), so that a plain ``<img>`` on a hub page loads it.
     """
 
     base_url: str
     folder: str = ""
+    course_id: str = ""
+    signer: AssetSigner | None = None
+    expires: int = 0
 
     def url_for(self, src: str) -> str | None:
         """The service URL of image reference ``src``, or None when it is not a path
@@ -72,12 +78,18 @@ class ImageLinks:
         joined = posixpath.normpath(posixpath.join(self.folder, path))
         if joined in (".", "..") or joined.startswith(("../", "/")):
             return None
-        return self.base_url + quote(joined, safe="/")
+        url = self.base_url + quote(joined, safe="/")
+        if self.signer is not None:
+            url += "?" + self.signer.query(self.course_id, joined, self.expires)
+        return url
 
 
-def course_image_links(course: Course, prefix: str) -> ImageLinks | None:
-    """The :class:`ImageLinks` of ``course`` served under service prefix ``prefix``
-    (None without a prefix: then no image is linked, only alt text shown)."""
+def course_image_links(
+    course: Course, prefix: str, signer: AssetSigner | None = None
+) -> ImageLinks | None:
+    """The :class:`ImageLinks` of ``course`` served under service prefix ``prefix``, signed
+    by ``signer`` if given (None without a prefix: then no image is linked, only alt text
+    shown)."""
     if not prefix:
         return None
     if course.layout == "catalogue":
@@ -85,7 +97,8 @@ def course_image_links(course: Course, prefix: str) -> ImageLinks | None:
     else:
         folder = repository_relative(course, course.path) or ""
         folder = "" if folder == "." else folder
-    return ImageLinks(assets_base_url(prefix, course.id), folder)
+    expires = AssetSigner.expiry(time.time()) if signer else 0
+    return ImageLinks(assets_base_url(prefix, course.id), folder, course.id, signer, expires)
 
 
 def _render_image(
@@ -183,18 +196,20 @@ def public_stage(stage: Stage, images: ImageLinks | None = None) -> dict[str, An
     }
 
 
-def course_card(course: Course, prefix: str = "") -> dict[str, Any]:
+def course_card(
+    course: Course, prefix: str = "", signer: AssetSigner | None = None
+) -> dict[str, Any]:
     """What a course list shows: no stage content at all.
 
     ``prefix`` is the service's URL prefix (``/services/progress/``); with it the card
-    links its thumbnail (``thumbnail_url``, a service URL, or None) and says where the
-    course's images are served (``assets_url``). Without it both are None.
+    links its thumbnail (``thumbnail_url``, a service URL signed by ``signer``, or None) and
+    says where the course's images are served (``assets_url``). Without it both are None.
     """
     card = {k: v for k, v in course.card.items() if k not in ("title", "description")}
-    links = course_image_links(course, prefix)
+    links = course_image_links(course, prefix, signer)
     thumbnail_url = None
     if links is not None and course.thumbnail:
-        thumbnail_url = ImageLinks(links.base_url).url_for(course.thumbnail)
+        thumbnail_url = replace(links, folder="").url_for(course.thumbnail)
     return {
         "id": course.id,
         "title": course.title,
@@ -208,10 +223,13 @@ def course_card(course: Course, prefix: str = "") -> dict[str, Any]:
     }
 
 
-def public_course(course: Course, prefix: str = "") -> dict[str, Any]:
-    """The whole course as the panels need it, with every answer removed (``prefix``: as
-    for :func:`course_card`; lesson images link to the service only with it)."""
-    data = course_card(course, prefix)
-    images = course_image_links(course, prefix)
+def public_course(
+    course: Course, prefix: str = "", signer: AssetSigner | None = None
+) -> dict[str, Any]:
+    """The whole course as the panels need it, with every answer removed (``prefix`` and
+    ``signer``: as for :func:`course_card`; lesson images link to the service only with a
+    prefix)."""
+    data = course_card(course, prefix, signer)
+    images = course_image_links(course, prefix, signer)
     data["stages"] = [public_stage(s, images) for s in course.stages]
     return data

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from .assets import AssetSigner
 from .catalogue import Catalogue
 from .judging import judge
 from .model import Course, Quiz, Stage
@@ -250,15 +251,19 @@ def _course(state: ServiceState, course_id: str) -> Course:
     return course
 
 
-async def list_courses(state: ServiceState, prefix: str = "") -> list[dict[str, Any]]:
+async def list_courses(
+    state: ServiceState, prefix: str = "", signer: AssetSigner | None = None
+) -> list[dict[str, Any]]:
     """Course cards in display order (``prefix``: the service's URL prefix, which image
-    URLs start with; see :func:`render.course_card`)."""
-    return [course_card(c, prefix) for c in state.catalogue.courses.values()]
+    URLs start with; ``signer`` signs them; see :func:`render.course_card`)."""
+    return [course_card(c, prefix, signer) for c in state.catalogue.courses.values()]
 
 
-async def course_detail(state: ServiceState, course_id: str, prefix: str = "") -> dict[str, Any]:
+async def course_detail(
+    state: ServiceState, course_id: str, prefix: str = "", signer: AssetSigner | None = None
+) -> dict[str, Any]:
     """Stages, concepts (HTML) and quizzes of a course, with no answers."""
-    return public_course(_course(state, course_id), prefix)
+    return public_course(_course(state, course_id), prefix, signer)
 
 
 async def user_progress(state: ServiceState, user: str, course_id: str) -> dict[str, Any]:

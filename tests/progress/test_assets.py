@@ -226,7 +226,8 @@ async def test_cards_link_thumbnails_and_lessons_link_their_images(
     detail = await alice.course(IMAGE_COURSE)
     lesson = detail["stages"][0]["concepts"][0]
     html = lesson["content_html"]
-    assert f'<img src="{base}{FIGURE.replace(" ", "%20")}" alt="A ray diagram"' in html
+    assert f'<img src="{base}{FIGURE.replace(" ", "%20")}?exp=' in html
+    assert 'alt="A ray diagram"' in html
     # a remote image is not loaded: its alt text stands in; an escaping one likewise
     assert REMOTE not in html and "tracker.example" not in html
     assert '<span class="ch-image-alt">Remote pixel</span>' in html
@@ -235,3 +236,30 @@ async def test_cards_link_thumbnails_and_lessons_link_their_images(
     assert lesson["paper_ref"] == "Newton, Opticks (1704), Book I"
     assert lesson["key_ideas"] == ["straight lines", "reflection angle"]
     assert detail["stages"][0]["concepts"][1]["prerequisites"] == ["rays"]
+
+
+@pytest.mark.asyncio
+async def test_signed_urls_load_without_a_token_for_their_own_path_only(
+    start_service: ServiceFactory, users: FakeHubAPI, repo: Path
+) -> None:
+    (repo / "assets" / "other.png").write_bytes(png(2, 2))
+    svc = await _start(start_service, repo)
+    (card,) = await svc.client(ALICE).courses()
+    host = "http://" + svc.url.split("/")[2]
+    thumb = card["thumbnail_url"]
+    path, _, query = thumb.partition("?")
+    assert query.startswith("exp=") and "&sig=" in query
+    fetch = AsyncHTTPClient().fetch
+    ok = await fetch(host + thumb)  # no Authorization header, no cookie
+    assert ok.code == 200 and ok.headers["Content-Type"] == "image/png"
+    exp, sig = (kv.split("=")[1] for kv in query.split("&"))
+    other = path.rsplit("/", 1)[0].split("/assets/")[0] + "/assets/assets/other.png"
+    bad = {
+        "another path": f"{host}{other}?{query}",
+        "a changed signature": f"{host}{path}?exp={exp}&sig={'0' * 32}",
+        "a later expiry": f"{host}{path}?exp={int(exp) + 86400}&sig={sig}",
+        "an expired one": f"{host}{path}?exp=1000&sig={sig}",
+    }
+    for what, url in bad.items():
+        resp = await fetch(url, raise_error=False, follow_redirects=False)
+        assert resp.code != 200 and not resp.body.startswith(b"\x89PNG"), what
