@@ -86,7 +86,7 @@ def parse_course(
         stages = catalogue.parse_stages(folder, issues)
     else:
         layout = "claude-md"
-        stages = claude_md.parse_stages(claude_text)
+        stages = claude_md.parse_stages(claude_text, issues)
     heading = first_heading(claude_text)
     if title:
         course_title = title

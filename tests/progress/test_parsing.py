@@ -127,19 +127,24 @@ def _bad_claude_md(tmp_path: Path, name: str) -> tuple[Path, str]:
     if name == "stages-not-array":
         (folder / "CLAUDE.md").write_text('# T\n\n```json\n{"stages": {"a": 1}}\n```\n')
         return folder, '{"stages": [...]}'
+    if name == "no-usable-stage":
+        for stage in stages:
+            del stage["title"]
+        write_claude_md_course(folder, stages)
+        return folder, "no usable stage"
+    if name == "stage-without-title":
+        del stages[1]["title"]
+        write_claude_md_course(folder, stages)
+        return folder, '"title" must be a non-empty string: stage left out'
+    if name == "quiz-without-question":
+        del stages[0]["quiz"]["question"]
+        write_claude_md_course(folder, stages)
+        return folder, '"question" must be a non-empty string: quiz left out'
     raise AssertionError(name)
 
 
 @pytest.mark.parametrize(
-    "name",
-    [
-        "no-json-block",
-        "invalid-json",
-        "duplicate-stage-numbers",
-        "answer-not-among-options",
-        "missing-correct-answer",
-        "stages-not-array",
-    ],
+    "name", ["no-json-block", "invalid-json", "stages-not-array", "no-usable-stage"]
 )
 def test_malformed_claude_md(tmp_path: Path, name: str) -> None:
     folder, reason = _bad_claude_md(tmp_path, name)
@@ -147,6 +152,33 @@ def test_malformed_claude_md(tmp_path: Path, name: str) -> None:
         parse_course(folder, name)
     assert err.value.file == "CLAUDE.md"
     assert reason in err.value.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "stages", "quiz"),
+    [
+        # the second stage numbered 1 is left out
+        ("duplicate-stage-numbers", "stages[1]", [1, 3], "multiple-choice"),
+        # the quiz goes to the tutor, with its options in the question
+        ("answer-not-among-options", "stages[0].quiz", [1, 2, 3], "free-response"),
+        ("missing-correct-answer", "stages[0].quiz", [1, 2, 3], "free-response"),
+        ("stage-without-title", "stages[1]", [1, 3], "multiple-choice"),
+        ("quiz-without-question", "stages[0].quiz", [1, 2, 3], None),
+    ],
+)
+def test_degraded_claude_md_loads_with_a_warning(
+    tmp_path: Path, name: str, path: str, stages: list[int], quiz: str | None
+) -> None:
+    folder, reason = _bad_claude_md(tmp_path, name)
+    course = parse_course(folder, name)
+    (warning,) = course.issues
+    assert (warning.file, warning.path) == ("CLAUDE.md", path)
+    assert reason in warning.reason
+    assert [s.number for s in course.stages] == stages
+    first = course.stages[0].quizzes
+    assert (first[0].type if first else None) == quiz
+    if quiz == "free-response":
+        assert first[0].answer is None and "2) Frequent pairs" in first[0].question
 
 
 def test_invalid_json_reports_line_in_claude_md(tmp_path: Path) -> None:
@@ -233,8 +265,9 @@ async def test_catalogue_repo_loads_good_courses_and_reports_bad_ones(tmp_path: 
         write_catalogue_course(work / "broken", name, modules=mods, graph=graph)
     # malformed CLAUDE.md courses that are still recognisable as courses
     _bad_claude_md(work, "invalid-json")
+    _bad_claude_md(work, "no-usable-stage")
+    # and one that loads with a warning
     _bad_claude_md(work, "duplicate-stage-numbers")
-    _bad_claude_md(work, "answer-not-among-options")
     # not a course at all: an author's README-only folder
     (work / "docs").mkdir()
     (work / "docs" / "CLAUDE.md").write_text("# Authoring notes\n")
@@ -248,6 +281,7 @@ async def test_catalogue_repo_loads_good_courses_and_reports_bad_ones(tmp_path: 
             "papers--bitcoin--core",
             "papers--bitcoin--core-legacy",
             "papers--transformers--intro",
+            "papers--duplicate-stage-numbers",
             *(f"papers--broken--{n}" for n in DEGRADED_CATALOGUE),
         ]
     )
@@ -256,8 +290,7 @@ async def test_catalogue_repo_loads_good_courses_and_reports_bad_ones(tmp_path: 
     errors = {e.course_id: (e.file, e.reason) for e in cat.errors}
     assert set(errors) == {f"papers--broken--{n}" for n in UNLOADABLE_CATALOGUE} | {
         "papers--invalid-json",
-        "papers--duplicate-stage-numbers",
-        "papers--answer-not-among-options",
+        "papers--no-usable-stage",
     }
     for name in UNLOADABLE_CATALOGUE:
         _, _, file, reason = _malformed_catalogue(name)
@@ -267,7 +300,7 @@ async def test_catalogue_repo_loads_good_courses_and_reports_bad_ones(tmp_path: 
         _, _, file, reason = _malformed_catalogue(name)
         (warning,) = cat.courses[f"papers--broken--{name}"].issues
         assert warning.file == file and reason in warning.reason
-    assert errors["papers--duplicate-stage-numbers"][0] == "CLAUDE.md"
+    assert errors["papers--no-usable-stage"][0] == "CLAUDE.md"
 
 
 @pytest.mark.asyncio
