@@ -27,10 +27,22 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The terminal's fonts (claude.css): DejaVu Sans Mono draws the text, box drawing and most of
+# Claude Code's symbols; Noto Sans Symbols 2 and Noto Sans Symbols draw the rest (the mode
+# line's ⏵⏵ and ⏸, the tool-result ⎿). Served by the extension: no CDN, works air-gapped.
+FONT_FILES := node_modules/dejavu-fonts-ttf/ttf/DejaVuSansMono.ttf \
+  node_modules/dejavu-fonts-ttf/ttf/DejaVuSansMono-Bold.ttf \
+  node_modules/@fontsource/noto-sans-symbols-2/files/noto-sans-symbols-2-symbols-400-normal.woff2 \
+  node_modules/@fontsource/noto-sans-symbols/files/noto-sans-symbols-symbols-400-normal.woff2
+
 $(VENDOR)/.copied: $(NODE_STAMP)
-	mkdir -p $(VENDOR)
+	mkdir -p $(VENDOR)/fonts
 	cp node_modules/@xterm/xterm/lib/xterm.js node_modules/@xterm/xterm/css/xterm.css \
 	   node_modules/@xterm/addon-fit/lib/addon-fit.js $(VENDOR)/
+	cp $(FONT_FILES) $(VENDOR)/fonts/
+	cp node_modules/dejavu-fonts-ttf/LICENSE $(VENDOR)/fonts/LICENSE-DejaVu
+	cp node_modules/@fontsource/noto-sans-symbols-2/LICENSE $(VENDOR)/fonts/LICENSE-Noto-Sans-Symbols-2
+	cp node_modules/@fontsource/noto-sans-symbols/LICENSE $(VENDOR)/fonts/LICENSE-Noto-Sans-Symbols
 	touch $@
 
 setup: $(STAMP) $(NODE_STAMP) $(VENDOR)/.copied
@@ -38,6 +50,10 @@ setup: $(STAMP) $(NODE_STAMP) $(VENDOR)/.copied
 # Chromium comes from Debian (Playwright's own browser download cannot work here).
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+# strace watches the real CLI's network calls in tests/sandbox/test_no_outbound.py.
+/usr/bin/strace:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null
 
 # checkov pins versions that clash with the project's, so it lives in its own venv.
 $(CHECKOV_VENV)/.installed:
@@ -89,7 +105,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: setup /usr/bin/chromium $(CHECKOV_VENV)/.installed images
+pytest: setup /usr/bin/chromium /usr/bin/strace $(CHECKOV_VENV)/.installed images
 	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 

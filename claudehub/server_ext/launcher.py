@@ -9,7 +9,9 @@ command the terminal runs. It
 2. changes to the course folder (``CLAUDEHUB_COURSE_DIR``, else ``$HOME``);
 3. execs the Claude Code CLI with the flags that keep it read-only (see :func:`build_command`)
    and a short appended system prompt (read-only, where progress lives, where the learner
-   resumes).
+   resumes), with ``--continue`` when the course folder has a saved conversation (so
+   reopening a course resumes it), and with the managed settings' ``env`` switches in its
+   environment (so local mode, which installs no managed settings, makes no outbound call).
 
 It writes nothing outside ``$HOME``. The tool policy itself lives in the managed settings
 (``/etc/claude-code/managed-settings.json`` in the sandbox image, a copy of
@@ -29,12 +31,15 @@ Environment (defaults of the :class:`Launcher` traits):
                                 ``CLAUDEHUB_RESUME_HINT_FILE``; else ``<course>/.learner/RESUME.md``
                                 (which the course+progress service's bundle carries)
 ``CLAUDEHUB_SHELL_STUB``        the refusing "shell" (default ``/usr/libexec/claudehub/bash``)
+``CLAUDEHUB_NEW_CONVERSATION``  ``1``: start a fresh conversation, not ``--continue`` (set by the
+                                server for the page's "New conversation"; not passed on)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -44,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlets import Unicode, default
+from traitlets import Bool, Unicode, default
 from traitlets.config import Application
 
 from claudehub.contract import env as contract_env
@@ -66,6 +71,22 @@ KEY_SUFFIX_LENGTH = 20
 MAX_RESUME_HINT = 2000
 
 LEARNER_RESUME_FILE = Path(".learner") / "RESUME.md"
+
+#: Where the CLI reads its managed settings (the sandbox image installs them there).
+INSTALLED_MANAGED_SETTINGS = Path("/etc/claude-code/managed-settings.json")
+#: The policy file shipped beside this module: the source of the installed one.
+PACKAGED_MANAGED_SETTINGS = Path(__file__).with_name("managed-settings.json")
+
+#: Set (to ``1``) in the launcher's environment by the server's "New conversation": start a
+#: fresh conversation instead of continuing the course's last one.
+NEW_CONVERSATION_ENV = "CLAUDEHUB_NEW_CONVERSATION"
+
+#: The variables that name Claude Code's shell and editor (all set to the refusing stub).
+SHELL_VARIABLES: tuple[str, ...] = ("SHELL", "CLAUDE_CODE_SHELL", "EDITOR", "VISUAL")
+#: Managed ``env`` entries that describe the sandbox image (its ``PATH``, where its stub
+#: shell is) rather than switch something off: the launcher leaves ``PATH`` to the server
+#: and takes the shell from its ``shell_stub``.
+LAYOUT_VARIABLES = frozenset({"PATH", *SHELL_VARIABLES})
 
 READ_ONLY_PROMPT = """\
 You are running in a claudehub sandbox, which is read-only. You can read and search the course \
@@ -226,8 +247,60 @@ def build_command(
     return argv
 
 
-def build_env(base: Mapping[str, str], *, shell_stub: str = DEFAULT_SHELL_STUB) -> dict[str, str]:
+def project_slug(cwd: str) -> str:
+    """The folder name Claude Code files a working directory's conversations under.
+
+    ``~/.claude/projects/<slug>/<session id>.jsonl``, the slug being the absolute path with
+    every character other than a letter or digit replaced by ``-`` (checked with 2.1.328).
+    """
+    return re.sub(r"[^A-Za-z0-9]", "-", cwd)
+
+
+def has_conversation(home: Path, cwd: str) -> bool:
+    """Whether Claude Code has a saved conversation for ``cwd`` under ``home``.
+
+    ``claude --continue`` exits at once ("No conversation found to continue") when there is
+    none, so the launcher passes it only when this is true.
+    """
+    folder = home / ".claude" / "projects" / project_slug(cwd)
+    try:
+        return any(p.suffix == ".jsonl" and p.stat().st_size > 0 for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def load_managed_env(path: Path) -> dict[str, str]:
+    """The ``env`` of the managed settings file at ``path`` (``{}`` if it has none).
+
+    Raises ``ValueError`` naming the file when it is not a JSON object with an ``env`` of
+    strings: a broken policy file must stop the launch, not quietly drop the switches.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read the managed settings {path}: {e}") from None
+    env = data.get("env", {}) if isinstance(data, dict) else None
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ValueError(f"the managed settings {path} have no valid env object (names to strings)")
+    return dict(env)
+
+
+def build_env(
+    base: Mapping[str, str],
+    *,
+    managed_env: Mapping[str, str],
+    shell_stub: str = DEFAULT_SHELL_STUB,
+) -> dict[str, str]:
     """The CLI's environment: ``base`` plus what keeps it read-only and quiet.
+
+    ``managed_env`` is the managed settings' ``env`` (:func:`load_managed_env`): the one list
+    of switches that keep the CLI from reaching out (telemetry, error reports, update checks,
+    the official plugin marketplace, background tasks). The CLI applies it itself where the
+    managed settings are installed (the sandbox image); the launcher applies it too, so that
+    local mode, which installs none, gets the same switches. Its entries that describe the
+    image's layout rather than a switch (:data:`LAYOUT_VARIABLES`) are not copied.
 
     ``$SHELL``, ``$CLAUDE_CODE_SHELL``, ``$EDITOR`` and ``$VISUAL`` point at ``shell_stub``:
     Claude Code's ``!`` shell mode runs user-typed commands through the first bash/zsh it
@@ -237,15 +310,9 @@ def build_env(base: Mapping[str, str], *, shell_stub: str = DEFAULT_SHELL_STUB) 
     """
     env = dict(base)
     env["CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD"] = "1"
-    # The same switches as the managed settings' env, for when none are installed (local
-    # mode): sandboxes have no egress, so telemetry and update checks would only wait.
-    env["ENABLE_TOOL_SEARCH"] = "false"
-    env["DISABLE_AUTOUPDATER"] = "1"
-    env["DISABLE_TELEMETRY"] = "1"
-    env["DISABLE_ERROR_REPORTING"] = "1"
-    env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+    env.update({k: v for k, v in managed_env.items() if k not in LAYOUT_VARIABLES})
     if shell_stub:
-        for name in ("SHELL", "CLAUDE_CODE_SHELL", "EDITOR", "VISUAL"):
+        for name in SHELL_VARIABLES:
             env[name] = shell_stub
     return env
 
@@ -331,6 +398,28 @@ class Launcher(Application):
     def _default_shell_stub(self) -> str:
         return os.environ.get("CLAUDEHUB_SHELL_STUB", "") or DEFAULT_SHELL_STUB
 
+    continue_conversation = Bool(
+        True,
+        help="""Continue the last conversation held in the course folder (``claude
+        --continue``; Claude Code keeps them under ``$HOME/.claude/projects/``, one folder per
+        working directory, so each course has its own). Passed only when one exists, and
+        not when the environment has CLAUDEHUB_NEW_CONVERSATION=1 (the page's "New
+        conversation").""",
+    ).tag(config=True)
+
+    managed_settings = Unicode(
+        help="""The managed settings file whose ``env`` switches the launcher applies to the
+        CLI's environment. Default: the installed one
+        (/etc/claude-code/managed-settings.json) if there is one, else the copy shipped with
+        claudehub (local mode installs none).""",
+    ).tag(config=True)
+
+    @default("managed_settings")
+    def _default_managed_settings(self) -> str:
+        if INSTALLED_MANAGED_SETTINGS.is_file():
+            return str(INSTALLED_MANAGED_SETTINGS)
+        return str(PACKAGED_MANAGED_SETTINGS)
+
     def working_dir(self, home: Path) -> str:
         """The course folder, or ``home`` when none is set or it is missing."""
         if self.course_dir and os.path.isdir(self.course_dir):
@@ -345,7 +434,8 @@ class Launcher(Application):
         """Write ``$HOME/.claude.json``; return the argv, environment and folder to exec in.
 
         ``environ`` (default ``os.environ``) is the environment the CLI inherits; its ``HOME``
-        is where the config is written and its resume-hint variables are read.
+        is where the config is written and its resume-hint and new-conversation variables
+        are read.
         """
         environ = os.environ if environ is None else environ
         home = Path(environ.get("HOME") or os.path.expanduser("~"))
@@ -356,16 +446,28 @@ class Launcher(Application):
         claude = self.claude_bin
         if os.sep not in claude:
             claude = shutil.which(claude) or claude
+        fresh = environ.get(NEW_CONVERSATION_ENV, "") == "1"
+        resume = self.continue_conversation and not fresh and has_conversation(home, cwd)
         argv = build_command(
             claude_bin=claude,
             course_dir=cwd,
             model=self.model,
             system_prompt=prompt,
+            extra_args=["--continue"] if resume else [],
         )
-        return argv, build_env(environ, shell_stub=self.shell_stub), cwd
+        env = build_env(
+            {k: v for k, v in environ.items() if k != NEW_CONVERSATION_ENV},
+            managed_env=load_managed_env(Path(self.managed_settings)),
+            shell_stub=self.shell_stub,
+        )
+        return argv, env, cwd
 
     def start(self) -> None:
-        argv, env, cwd = self.prepare()
+        try:
+            argv, env, cwd = self.prepare()
+        except ValueError as e:  # a broken policy file: say which, in one line
+            print(f"claudehub: {e}", file=sys.stderr)
+            sys.exit(78)
         os.chdir(cwd)
         # A server started from a non-interactive shell may hand down an ignored SIGINT;
         # exec keeps ignored signals, and Claude must see Ctrl-C.

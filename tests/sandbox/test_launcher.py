@@ -226,3 +226,122 @@ def test_missing_course_folder_falls_back_to_home(tmp_path: Path, recorder: Path
     app = launcher.Launcher(course_dir=str(tmp_path / "nope"), claude_bin=str(recorder))
     _argv, _env, cwd = app.prepare({"HOME": str(tmp_path)})
     assert cwd == str(tmp_path)
+
+
+# -- the managed settings' env: one list of switches --------------------------------------------
+
+PACKAGED = Path(launcher.__file__).with_name("managed-settings.json")
+
+
+def test_the_cli_gets_every_managed_switch_from_the_one_list() -> None:
+    switches = json.loads(PACKAGED.read_text())["env"]
+    env = launcher.build_env(
+        {"PATH": "/usr/bin", "HOME": "/h"},
+        managed_env=launcher.load_managed_env(PACKAGED),
+        shell_stub="/stub",
+    )
+    for name, value in switches.items():
+        if name in launcher.LAYOUT_VARIABLES:
+            continue
+        assert env[name] == value, name
+    # the two the hand-made copy missed, which made local mode clone a marketplace
+    assert env["CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL"] == "1"
+    assert env["CLAUDE_CODE_DISABLE_BACKGROUND_TASKS"] == "1"
+    # the image's layout is not forced on the server: its PATH stays, the stub is the trait's
+    assert env["PATH"] == "/usr/bin"
+    assert {env[n] for n in launcher.SHELL_VARIABLES} == {"/stub"}
+
+
+def test_no_switch_is_written_down_twice() -> None:
+    """With an empty managed env, the launcher adds none of the switches by itself."""
+    env = launcher.build_env({}, managed_env={}, shell_stub="")
+    assert env == {"CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD": "1"}
+
+
+def test_the_installed_managed_settings_win_over_the_packaged_copy(tmp_path: Path) -> None:
+    app = launcher.Launcher()
+    expected = launcher.INSTALLED_MANAGED_SETTINGS
+    if not expected.is_file():
+        expected = launcher.PACKAGED_MANAGED_SETTINGS
+    assert app.managed_settings == str(expected)
+    custom = tmp_path / "managed.json"
+    custom.write_text(json.dumps({"env": {"DISABLE_TELEMETRY": "1", "EXTRA_SWITCH": "on"}}))
+    app = launcher.Launcher(managed_settings=str(custom), claude_bin="claude")
+    _argv, env, _cwd = app.prepare({"HOME": str(tmp_path)})
+    assert env["EXTRA_SWITCH"] == "on" and "CLAUDE_CODE_DISABLE_BACKGROUND_TASKS" not in env
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [("{nope", "cannot read"), ('{"env": {"A": 1}}', "no valid env"), ("[]", "no valid env")],
+)
+def test_a_broken_managed_settings_file_stops_the_launch_in_one_line(
+    tmp_path: Path, recorder: Path, text: str, what: str
+) -> None:
+    bad = tmp_path / "managed.json"
+    bad.write_text(text)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "claudehub.server_ext.launcher",
+            f"--Launcher.managed_settings={bad}",
+            f"--Launcher.claude_bin={recorder}",
+        ],
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "RECORD_TO": str(tmp_path / "r")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 78
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and what in lines[0] and str(bad) in lines[0], proc.stderr
+    assert not (tmp_path / "r").exists()  # the CLI did not start
+
+
+# -- continuing the course's conversation ---------------------------------------------------------
+
+
+def _save_conversation(home: Path, cwd: str) -> Path:
+    folder = home / ".claude" / "projects" / launcher.project_slug(cwd)
+    folder.mkdir(parents=True)
+    session = folder / "7a37bec1-0140-41f2-ac41-a287ea50169a.jsonl"
+    session.write_text('{"type":"user"}\n')
+    return session
+
+
+def test_project_slug_is_claude_codes_folder_name() -> None:
+    # as the pinned CLI named it for /tmp/gl-vai0eod6/my_course.v2
+    assert launcher.project_slug("/tmp/gl-vai0eod6/my_course.v2") == "-tmp-gl-vai0eod6-my-course-v2"
+
+
+def test_continue_only_when_the_course_has_a_conversation(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    course = tmp_path / "courses" / "attention"
+    other = tmp_path / "courses" / "rnn"
+    course.mkdir(parents=True)
+    other.mkdir()
+
+    def argv(course_dir: Path, **environ: str) -> list[str]:
+        app = launcher.Launcher(course_dir=str(course_dir), claude_bin="claude")
+        got, env, _cwd = app.prepare({"HOME": str(home), **environ})
+        assert launcher.NEW_CONVERSATION_ENV not in env  # for this start only
+        return got
+
+    # nothing saved yet: `--continue` would exit with "No conversation found to continue"
+    assert "--continue" not in argv(course)
+    _save_conversation(home, str(course))
+    assert "--continue" in argv(course)
+    assert "--continue" not in argv(other)  # another course has its own history
+    assert "--continue" not in argv(course, CLAUDEHUB_NEW_CONVERSATION="1")
+    assert "--continue" in argv(course, CLAUDEHUB_NEW_CONVERSATION="0")
+
+
+def test_an_empty_session_file_is_no_conversation(tmp_path: Path) -> None:
+    session = _save_conversation(tmp_path, "/srv/course/x")
+    assert launcher.has_conversation(tmp_path, "/srv/course/x")
+    session.write_text("")
+    assert not launcher.has_conversation(tmp_path, "/srv/course/x")
+    assert not launcher.has_conversation(tmp_path / "missing", "/srv/course/x")
