@@ -25,10 +25,13 @@ from typing import Any
 
 from ..model import Concept, CourseFormatError, CourseWarning, Quiz, Stage
 from .common import COURSES_JSON, GRAPH_JSON, PAPER_JSON, load_json
-from .options import TRUE_FALSE, AmbiguousOptions, find_options, resolve_option
+from .options import AmbiguousOptions, find_options, resolve_option
 
 _PAPER = f"../{PAPER_JSON}"
 _TUTOR = "the tutor judges this quiz"
+#: option shapes one per line: their options are surely options, so an answer that is none
+#: of them is the author's mistake (the quiz goes to the tutor)
+_LINE_SHAPES = ("numbered lines", "lettered lines")
 
 
 def detect(folder: Path) -> bool:
@@ -384,10 +387,12 @@ def _quiz(
         return replace(tutor, answer=answer)
     resolved = resolve_option(answer, found.options, found.labels)
     if resolved is None:
-        if found.options == TRUE_FALSE:
-            # "True or False" in the text, but the answer is something else: keep it as
-            # the free-response quiz it was written as
-            warn('reads as true/false, but "answer" is neither: kept free-response')
+        if found.shape not in _LINE_SHAPES:
+            # options read from running text (inline markers, "True or False") may not be
+            # options at all: keep the free-response quiz the author may have meant
+            warn(
+                f'reads as {found.shape} options, but "answer" is none of them: kept free-response'
+            )
             return replace(tutor, answer=answer)
         warn(f'"answer" is not among the options ({found.shape}): {_TUTOR}')
         return tutor

@@ -154,6 +154,13 @@ FREE_SHAPES: list[tuple[str, str, str, bool]] = [
     ("out_of_order", "Pick one: 1) Red 3) Blue 2) Green", "Red", True),
     ("numbers_and_letters", "Pick: 1) Up 2) Down or A) Left B) Right", "Up", True),
     ("tf_not_an_answer", "Explain whether this is true or false.", "It depends on the input", True),
+    # inline markers that are not options: "A) and B)" named in running text
+    (
+        "letters_in_prose",
+        "Compare plan A) cheap and plan B) fast in a sentence.",
+        "B is faster",
+        True,
+    ),
 ]
 
 #: per course folder: the warnings loading it gives, as (file, JSON path, piece of reason)
@@ -181,7 +188,16 @@ EXPECTED_WARNINGS: dict[str, list[tuple[str, str, str]]] = {
     "shapes/core": [
         ("knowledge/courses.json", "modules[1].lessons[2]", "not in order"),
         ("knowledge/courses.json", "modules[1].lessons[3]", "both numbered and lettered"),
-        ("knowledge/courses.json", "modules[1].lessons[4]", 'reads as true/false, but "answer"'),
+        (
+            "knowledge/courses.json",
+            "modules[1].lessons[4]",
+            'reads as true/false options, but "answer" is none of them',
+        ),
+        (
+            "knowledge/courses.json",
+            "modules[1].lessons[5]",
+            'reads as inline letters options, but "answer" is none of them',
+        ),
     ],
     "korean/core": [],
     "korean/core-ko": [],
