@@ -124,12 +124,19 @@ def _md() -> MarkdownIt:
     return md
 
 
-@lru_cache(maxsize=8192)
 def markdown_html(text: str, images: ImageLinks | None = None) -> str:
     """Render Markdown to HTML that is safe to insert into the page (memoised: course
     text only changes when a course is re-fetched). Images become service URLs through
     ``images``; without it they are shown as their alt text."""
-    html = _md().render(text or "", {"images": images})
+    # text without an image renders the same whatever the links, so it stays memoised
+    # when they change (signed links change daily)
+    text = text or ""
+    return _markdown_html(text, images if images is not None and "![" in text else None)
+
+
+@lru_cache(maxsize=8192)
+def _markdown_html(text: str, images: ImageLinks | None) -> str:
+    html = _md().render(text, {"images": images})
     return sanitize_html(html, images)
 
 
