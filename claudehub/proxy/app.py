@@ -323,6 +323,14 @@ class KeyProxyApp(TokenSecretMixin, Application):
         )
 
     usage_flush_interval = Float(1.0, help="Seconds between batched usage writes.").tag(config=True)
+    shared_limits_interval = Float(
+        1.0,
+        help="""Seconds between syncs of budgets and rate limits with the other key proxies on
+        the same usage database (db_url): each writes its usage and reads everyone's totals,
+        and enforces 1/N of the rate limit with N replicas alive. A user can overshoot the
+        daily budget by what they start on other replicas in 2 x this interval
+        (docs/key-proxy.md). 0: every replica keeps its own limits.""",
+    ).tag(config=True)
     admin_tokens = List(
         Unicode(),
         help="Tokens that may read /usage and /metrics. Default: env CLAUDEHUB_KEYPROXY_ADMIN_TOKEN.",
@@ -389,6 +397,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
             hub_stale_after=self.hub_stale_after,
             db_url=self.db_url,
             usage_flush_interval=self.usage_flush_interval,
+            shared_limits_interval=self.shared_limits_interval,
             admin_tokens=list(self.admin_tokens),
             authenticate_metrics=self.authenticate_metrics,
             service_prefix=self.service_prefix,

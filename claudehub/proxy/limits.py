@@ -1,6 +1,8 @@
 """Per-user limits: request rate, daily token budget, model allowlist, max_tokens cap.
 
-Everything here is in memory and O(1) per request. Refusals are :class:`Refusal` errors with
+Everything here is in memory and O(1) per request: key proxies that share a usage database
+bring each other's usage in from the side (:mod:`claudehub.proxy.shared`), never on a
+request's path. Refusals are :class:`Refusal` errors with
 messages meant for the person at the keyboard (Claude Code prints them as they are).
 """
 
@@ -69,8 +71,13 @@ class Limits:
         self.monotonic = monotonic
         self.wallclock = wallclock
         self._buckets: dict[str, list[float]] = {}
-        # user -> [utc day, tokens used that day]
+        # user -> [utc day, tokens used that day] (by every replica, as far as this one knows)
         self._used: dict[str, list[int]] = {}
+        # user -> tokens this replica counted since they were last handed to the database
+        self._unsynced: dict[str, int] = {}
+        #: The part of the rate limit this replica enforces (1 / live replicas), so that
+        #: together they allow the configured rate and no more.
+        self.rate_share = 1.0
 
     @property
     def needs_body(self) -> bool:
@@ -82,14 +89,16 @@ class Limits:
         """Take one request from ``user``'s bucket, or raise a 429/403 :class:`Refusal`."""
         if self.rate > 0:
             now = self.monotonic()
+            rate = self.rate * self.rate_share
+            burst = max(1.0, self.burst * self.rate_share)
             bucket = self._buckets.get(user)
             if bucket is None:
-                bucket = self._buckets[user] = [self.burst, now]
-            tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+                bucket = self._buckets[user] = [burst, now]
+            tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
             bucket[1] = now
             if tokens < 1.0:
                 bucket[0] = tokens
-                wait = math.ceil((1.0 - tokens) / self.rate)
+                wait = math.ceil((1.0 - tokens) / rate)
                 per_minute = round(self.rate * 60, 2)
                 raise Refusal(
                     429,
@@ -133,6 +142,7 @@ class Limits:
         return int(usage[0] + usage[1] + usage[2] + usage[3] * self.cache_read_weight)
 
     def add_usage(self, user: str, tokens: int, ts: float | None = None) -> None:
+        """Count ``tokens`` against ``user``'s budget of the day of ``ts`` (default: now)."""
         day = utc_day(self.wallclock() if ts is None else ts)
         entry = self._used.get(user)
         if entry is None or entry[0] != day:
@@ -141,6 +151,26 @@ class Limits:
             self._used[user] = [day, tokens]
         else:
             entry[1] += tokens
+        self._unsynced[user] = self._unsynced.get(user, 0) + tokens
+
+    # -- sharing with other replicas (called by SharedLimits, off the request path) -------
+    def take_unsynced(self) -> dict[str, int]:
+        """This replica's usage since the last call, per user; the count starts again."""
+        taken, self._unsynced = self._unsynced, {}
+        return taken
+
+    def give_back_unsynced(self, taken: dict[str, int]) -> None:
+        """Undo :meth:`take_unsynced` (the database did not get that usage after all)."""
+        for user, tokens in taken.items():
+            self._unsynced[user] = self._unsynced.get(user, 0) + tokens
+
+    def set_shared_usage(self, day: int, totals: dict[str, int]) -> None:
+        """Today's usage per user as every replica wrote it to the database, plus what this
+        replica counted since it handed its own over."""
+        if day != utc_day(self.wallclock()):
+            return  # the day turned while the database was read: yesterday's totals
+        for user, tokens in totals.items():
+            self._used[user] = [day, tokens + self._unsynced.get(user, 0)]
 
     # -- body checks (only when a model allowlist or a max_tokens cap is configured) -------
     def check_body(self, body: bytes) -> bytes | None:

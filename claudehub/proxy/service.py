@@ -8,7 +8,6 @@ in-process. It holds no configuration logic of its own: everything comes in thro
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import os
 from collections.abc import Sequence
@@ -19,10 +18,11 @@ import sqlalchemy as sa
 from claudehub.contract.tokens import load_token_secret, read_secret_file
 from claudehub.proxy.admin import AdminAuth, LocalEndpoints
 from claudehub.proxy.auth import HubPoller, TokenAuthenticator
-from claudehub.proxy.limits import Limits
+from claudehub.proxy.limits import Limits, utc_day
 from claudehub.proxy.metrics import Metrics
 from claudehub.proxy.server import KeyProxyServer
 from claudehub.proxy.settings import ProxySettings
+from claudehub.proxy.shared import SharedLimits
 from claudehub.proxy.tasks import cancel_and_wait
 from claudehub.proxy.usage import UsageRecorder, UsageStore, day_string
 
@@ -48,6 +48,7 @@ class KeyProxyOptions:
     api_key_file: str = ""
     token_secret_file: str = ""
     file_poll_interval: float = 5.0
+    shared_limits_interval: float = 1.0
 
     @property
     def hub_mode(self) -> bool:
@@ -70,6 +71,11 @@ class KeyProxy:
         self.limits = o.limits
         self.store = UsageStore(o.db_url) if o.db_url else None
         self.recorder = UsageRecorder(self.store, flush_interval=o.usage_flush_interval)
+        self.shared: SharedLimits | None = None
+        if self.store is not None and o.shared_limits_interval > 0:
+            self.shared = SharedLimits(
+                self.limits, self.recorder, self.store, interval=o.shared_limits_interval
+            )
         self.admin_auth = AdminAuth(o.admin_tokens, o.hub_api_url if o.hub_mode else "")
         self.local = LocalEndpoints(
             lambda: self.server,
@@ -105,6 +111,18 @@ class KeyProxy:
         )
         m.gauge("key_configured", "1 when a real key is configured.", lambda: int(srv.has_key))
         m.gauge("usage_queue", "Usage rows waiting to be written.", lambda: rec.pending)
+        shared = self.shared
+        if shared is not None:
+            m.gauge(
+                "replicas",
+                "Key proxies sharing this one's usage database (at the last sync).",
+                lambda: shared.replicas,
+            )
+            m.gauge(
+                "shared_limits_errors",
+                "Syncs with the usage database that failed (limits stayed local).",
+                lambda: shared.errors,
+            )
         m.gauge(
             "hub_mode",
             "1 when tokens are checked against the hub's running servers.",
@@ -124,16 +142,22 @@ class KeyProxy:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Restore today's budgets from the database, start background tasks, listen."""
-        if self.store is not None:
-            today = day_string(datetime.datetime.now(datetime.UTC).timestamp())
+        if self.shared is not None:
+            # Registers this replica (the others take a smaller rate share from their next
+            # sync) and restores today's budgets from the shared totals.
+            await self.shared.sync()
+            self.shared.start()
+        elif self.store is not None:
+            now = self.limits.wallclock()
             try:
-                totals = await self.recorder.run_in_db(self.store.day_totals, today)
+                totals = await self.recorder.run_in_db(self.store.daily_totals, day_string(now))
             except sa.exc.SQLAlchemyError as e:
                 # serve anyway; usage is kept in memory and written once the database is back
                 log.error("Cannot read today's usage from the database (budgets start at 0): %s", e)
                 totals = {}
-            for user, usage in totals.items():
-                self.limits.add_usage(user, self.limits.budget_tokens(usage))
+            self.limits.set_shared_usage(
+                utc_day(now), {u: self.limits.budget_tokens(t) for u, t in totals.items()}
+            )
         if self.poller is not None:
             self.poller.start()
         self.recorder.start()
@@ -159,6 +183,8 @@ class KeyProxy:
         if self.poller is not None:
             await self.poller.stop()
         await self.server.shutdown(grace)
+        if self.shared is not None:
+            await self.shared.stop()
         await self.recorder.stop()
         await self.admin_auth.close()
 

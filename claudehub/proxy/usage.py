@@ -3,7 +3,10 @@
 Parsing is built for the hot path: SSE chunks are only searched (in C) for ``message_`` and
 just the ``message_start``/``message_delta`` events are decoded; JSON responses decode only
 their ``usage`` object. Records are queued in memory and written to the database (SQLAlchemy:
-SQLite by default, PostgreSQL by URL) by a background task in a worker thread.
+SQLite by default, PostgreSQL by URL) by a background task in a worker thread. Each write also
+adds the window's tokens to a per-user, per-day total (an atomic upsert), which is what key
+proxies sharing one database read to enforce one budget between them
+(:mod:`claudehub.proxy.shared`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from claudehub.proxy.tasks import cancel_and_wait
 
@@ -161,6 +165,29 @@ usage_table = sa.Table(
 )
 
 
+#: Today's tokens per user, summed over every replica's writes (the shared budget).
+daily_table = sa.Table(
+    "claudehub_keyproxy_daily",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("user", sa.String(255), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False, default=0),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("cache_creation_input_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("cache_read_input_tokens", sa.BigInteger, nullable=False, default=0),
+)
+_DAILY_SUMS = ("requests", *USAGE_FIELDS)
+
+#: The key proxies writing to this database, each seen at its last sync (the rate share).
+replicas_table = sa.Table(
+    "claudehub_keyproxy_replicas",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("seen", sa.Float, nullable=False),
+)
+
+
 def day_string(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d")
 
@@ -180,8 +207,24 @@ class UsageStore:
     def _ensure_schema(self) -> None:
         # lazily, so the proxy starts (and serves) even while the database is unreachable
         if not self._schema_ready:
-            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                new_daily = not sa.inspect(conn).has_table(daily_table.name)
+                metadata.create_all(conn)
+                if new_daily:
+                    self._backfill_daily(conn)
             self._schema_ready = True
+
+    @staticmethod
+    def _backfill_daily(conn: sa.Connection) -> None:
+        # A database from before the daily table: today's budgets keep what was spent.
+        t = usage_table
+        sums = [sa.func.sum(t.c[name]) for name in _DAILY_SUMS]
+        select = sa.select(t.c.day, t.c.user, *sums).group_by(t.c.day, t.c.user)
+        conn.execute(daily_table.insert().from_select(["day", "user", *_DAILY_SUMS], select))
+
+    def _upsert(self, table: sa.Table) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
 
     def write(self, ts: float, window: dict[UsageKey, list[float]]) -> None:
         """Insert one row per key of a flush window (see :meth:`UsageRecorder.record`)."""
@@ -207,27 +250,54 @@ class UsageStore:
             }
             for key, agg in window.items()
         ]
+        per_user: dict[str, list[int]] = {}
+        for key, agg in window.items():  # agg starts with requests and the four token sums
+            sums = per_user.setdefault(key[0], [0] * len(_DAILY_SUMS))
+            for i in range(len(_DAILY_SUMS)):
+                sums[i] += int(agg[i])
+        # sorted, so two replicas' upserts take row locks in the same order (no deadlock)
+        daily = [
+            {"day": day, "user": user, **dict(zip(_DAILY_SUMS, sums, strict=True))}
+            for user, sums in sorted(per_user.items())
+        ]
         self._ensure_schema()
         with self.engine.begin() as conn:
             conn.execute(usage_table.insert(), rows)
+            if daily:
+                stmt = self._upsert(daily_table).values(daily)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["day", "user"],
+                    set_={n: daily_table.c[n] + stmt.excluded[n] for n in _DAILY_SUMS},
+                )
+                conn.execute(stmt)
 
-    def day_totals(self, day: str) -> dict[str, list[int]]:
-        """Per-user token sums for one UTC day (to restore budgets after a restart)."""
-        t = usage_table
-        q = (
-            sa.select(
-                t.c.user,
-                sa.func.sum(t.c.input_tokens),
-                sa.func.sum(t.c.output_tokens),
-                sa.func.sum(t.c.cache_creation_input_tokens),
-                sa.func.sum(t.c.cache_read_input_tokens),
-            )
-            .where(t.c.day == day)
-            .group_by(t.c.user)
-        )
+    def daily_totals(self, day: str) -> dict[str, list[int]]:
+        """Per-user (input, output, cache creation, cache read) tokens of one UTC day, as
+        written by every key proxy on this database."""
+        t = daily_table
+        q = sa.select(t.c.user, *(t.c[name] for name in USAGE_FIELDS)).where(t.c.day == day)
         self._ensure_schema()
         with self.engine.connect() as conn:
             return {row[0]: [int(x or 0) for x in row[1:]] for row in conn.execute(q)}
+
+    def heartbeat(self, replica: str, now: float, stale_after: float) -> int:
+        """Mark ``replica`` alive at ``now``; forget replicas silent for ``stale_after``
+        seconds; return how many are alive (this one included)."""
+        t = replicas_table
+        self._ensure_schema()
+        with self.engine.begin() as conn:
+            stmt = self._upsert(t).values(id=replica, seen=now)
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["id"], set_={"seen": stmt.excluded.seen})
+            )
+            conn.execute(t.delete().where(t.c.seen < now - stale_after))
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+
+    def forget_replica(self, replica: str) -> None:
+        """Remove ``replica`` (a clean stop), so the others take its share at once."""
+        self._ensure_schema()
+        with self.engine.begin() as conn:
+            conn.execute(replicas_table.delete().where(replicas_table.c.id == replica))
 
     def summary(self, since: str, until: str, user: str | None = None) -> list[dict[str, Any]]:
         """Usage per day, user and model between two UTC days (inclusive)."""

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import uuid
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -17,43 +12,6 @@ from tests.helpers import free_port
 from tests.proxy.conftest import StartProxy, message_body, token
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server (initdb refuses root, so it runs as ``postgres``)."""
-    base = tempfile.mkdtemp(prefix="claudehub-keyproxy-pg-")
-    os.chmod(base, 0o755)
-    data = os.path.join(base, "data")
-    shutil.chown(base, "postgres")
-    port = free_port()
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_pg, "initdb", "-D", data, "-A", "trust", "-U", "test"], check=True, capture_output=True
-    )
-    subprocess.run(
-        [
-            *as_pg,
-            "pg_ctl",
-            "-D",
-            data,
-            "-l",
-            os.path.join(base, "log"),
-            "-w",
-            "-o",
-            f"-h 127.0.0.1 -p {port} -k {base} -F",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql://test@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_pg, "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.asyncio
