@@ -51,6 +51,9 @@ LANGUAGE_NAMES = {
 
 #: Authors named on a card before "et al.".
 MAX_AUTHORS = 3
+#: Characters of a description a card shows (four lines or so): 46 full abstracts would
+#: double the picker's size on a slow network for text nobody reads on a card.
+MAX_DESCRIPTION = 240
 
 
 class PickerSpawner(Protocol):
@@ -101,6 +104,13 @@ def _thumbnail(course: Mapping[str, Any]) -> str:
     return ""
 
 
+def _shortened(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(None, 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,.;:") + "…"
+
+
 def _authors(paper: Mapping[str, Any]) -> str:
     authors = [str(a) for a in paper.get("authors") or [] if a]
     if len(authors) > MAX_AUTHORS:
@@ -116,7 +126,7 @@ def course_card(
     assert isinstance(paper, Mapping)
     language = str(course.get("language") or "")
     title = str(course.get("title") or course["id"])
-    description = str(course.get("description") or "")
+    description = _shortened(str(course.get("description") or "").strip())
     authors = _authors(paper)
     organization = str(paper.get("organization") or "")
     stages = int(course.get("stage_count") or 0)
@@ -133,8 +143,6 @@ def course_card(
         "thumbnail": _thumbnail(course),
         "state": learner_state(course, progress),
         "checked": checked,
-        # what the search box matches, lower-cased once here rather than in every keystroke
-        "search": " ".join([title, description, authors, organization, str(course["id"])]).lower(),
     }
 
 

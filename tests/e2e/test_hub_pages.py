@@ -12,7 +12,9 @@ import json
 import os
 import re
 import shutil
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,29 @@ KOREAN_TITLE = "어텐션만 있으면 된다"
 ADMIN_PASSWORD = "admin-password-for-the-e2e-0123456789"
 #: the example paper's folder, and the course id the catalogue gives its Korean copy
 KOREAN_ID = "papers--attention-ko--first-look"
+
+
+def write_png(path: Path, top: tuple[int, int, int], bottom: tuple[int, int, int]) -> None:
+    """A 320x180 PNG, a vertical gradient from ``top`` to ``bottom`` (a course thumbnail)."""
+    width, height = 320, 180
+    rows = b""
+    for y in range(height):
+        colour = bytes(
+            round(a + (b - a) * y / (height - 1)) for a, b in zip(top, bottom, strict=True)
+        )
+        rows += b"\x00" + colour * width
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def make_catalogue(root: Path) -> Path:
@@ -52,6 +77,8 @@ def make_catalogue(root: Path) -> Path:
         }
     )
     (korean / "paper.json").write_text(json.dumps(paper, ensure_ascii=False))
+    write_png(papers / "attention-is-all-you-need" / "thumbnail.png", (60, 90, 160), (20, 30, 60))
+    write_png(korean / "thumbnail.png", (217, 119, 87), (90, 40, 30))
     write_claude_md_course(root / "t101", title="Transformers 101")
     catalog = {
         "courses": [
@@ -135,7 +162,15 @@ def test_pick_from_cards_korean_title_search_and_language_filter(
     assert "Ashish Vaswani, Noam Shazeer, Niki Parmar · Google" in korean.inner_text()
     assert korean.locator(".ch-state").inner_text() == "not started"
     assert "3 stages" in page.locator("li:has(input[value='t101'])").inner_text()
+    # the thumbnail comes from the course service, and the learner's browser can load it
+    thumb = korean.locator("img.ch-thumb")
+    assert (thumb.get_attribute("src") or "").startswith("/services/progress/")
+    page.wait_for_function(
+        "(img) => img.complete && img.naturalWidth === 320", arg=thumb.element_handle()
+    )
     assert page.locator("#claudehub-count").inner_text() == "4 courses"
+    korean.locator("label").click()  # a click anywhere on the card chooses it
+    assert korean.locator("input").is_checked()
     shoot(page, "course-picker.png")
 
     # search narrows the cards as the learner types (authors and organisations count too)

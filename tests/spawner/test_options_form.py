@@ -246,3 +246,12 @@ async def test_the_home_page_knows_the_last_course_and_its_stage() -> None:
     assert await home_summary(FormSpawner([KOREAN], [])) is None, "no course yet"
     retired = FormSpawner([ENGLISH], [], user_options={"course": KOREAN["id"]})
     assert await home_summary(retired) is None, "a course that left the catalogue"
+
+
+@pytest.mark.asyncio
+async def test_a_long_description_is_shortened_on_its_card() -> None:
+    abstract = "Attention " + "is all you need, " * 60
+    form = await sandbox_form(FormSpawner([{"id": "long", "description": abstract}], []))
+    shown = re.search(r'<span class="ch-desc">([^<]*)</span>', form)
+    assert shown and shown.group(1).endswith("…") and len(shown.group(1)) <= 241
+    assert shown.group(1).startswith("Attention is all you need")

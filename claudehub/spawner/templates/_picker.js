@@ -11,12 +11,15 @@
   var cards = Array.prototype.slice.call(document.querySelectorAll("#claudehub-cards > li"));
   if (!tools || !search) return;
   tools.hidden = false;
+  // what the search box matches: the card's own text (title, description, authors,
+  // organisation, language), read once
+  var texts = cards.map(function (card) { return card.textContent.toLowerCase(); });
   function apply() {
     var words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
     var lang = language ? language.value : "";
     var shown = 0;
-    cards.forEach(function (card) {
-      var text = card.getAttribute("data-search") || "";
+    cards.forEach(function (card, i) {
+      var text = texts[i];
       var match = (!lang || card.getAttribute("data-lang") === lang) &&
         words.every(function (w) { return text.indexOf(w) !== -1; });
       card.hidden = !match;
