@@ -136,6 +136,8 @@ def read_asset(root: Path, path: str, max_bytes: int) -> Asset:
         raise AssetRefused(404, "no such file in the course repository") from None
     if not target.is_relative_to(real_root) or target == real_root:
         raise AssetRefused(404, "no such file in the course repository")
+    # O_NONBLOCK: a FIFO in the repository must not hang the thread in open(); fstat then
+    # refuses it like any other non-regular file
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(target, flags)

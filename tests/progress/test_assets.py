@@ -132,6 +132,7 @@ async def test_bad_requests_are_refused_and_nothing_outside_is_opened(
     (repo / "assets" / "outside.png").symlink_to(tmp_path / "outside.png")
     (repo / "assets" / "up").symlink_to(tmp_path, target_is_directory=True)
     (repo / "assets" / "evil.svg").write_bytes(SVG_WITH_SCRIPT)
+    os.mkfifo(repo / "assets" / "pipe.png")  # must not hang the service
     (repo / "assets" / "evil-svg.png").write_bytes(SVG_WITH_SCRIPT)
     (repo / "assets" / "page.png").write_bytes(HTML_AS_PNG)
     with (repo / "assets" / "huge.png").open("wb") as f:  # sparse: 50 MB on paper
@@ -155,6 +156,7 @@ async def test_bad_requests_are_refused_and_nothing_outside_is_opened(
         "assets/page.png": 415,
         "assets/huge.png": 413,
         "assets/missing.png": 404,
+        "assets/pipe.png": 404,
         "assets": 404,
         "assets/": 404,
         "knowledge/../README.md": 404,
