@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .flow import FlowControl
@@ -147,8 +147,8 @@ class PtySession:
     def alive(self) -> bool:
         return self._proc is not None and not self._exited.is_set()
 
-    def start(self) -> None:
-        """Spawn the command (again, if it exited)."""
+    def start(self, extra_env: Mapping[str, str] | None = None) -> None:
+        """Spawn the command (again, if it exited), with ``extra_env`` over ``env`` this once."""
         from ptyprocess import PtyProcess
 
         if self.alive:
@@ -161,10 +161,13 @@ class PtySession:
         self._pending_input.clear()
         self._filter = self._filter_factory() if self._filter_factory else None
         try:
+            env = self.env
+            if extra_env:
+                env = {**(os.environ if env is None else env), **extra_env}
             self._proc = PtyProcess.spawn(
                 self.argv,
                 cwd=self.cwd,
-                env=self.env,
+                env=env,
                 dimensions=(self.rows, self.cols),
                 preexec_fn=reset_signals_in_child,
             )

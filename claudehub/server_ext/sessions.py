@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import websocket
+from .launcher import NEW_CONVERSATION_ENV
 from .markers import TerminalMarkerFilter
 from .pty_session import PtySession
 
@@ -84,6 +85,8 @@ class SessionManager:
         self._on_marker = on_marker
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_activity = 0.0
+        # one restart at a time: two clicks must not start two processes on one pty
+        self._restarting: set[PtySession] = set()
 
     @property
     def mode(self) -> SessionMode:
@@ -126,11 +129,47 @@ class SessionManager:
             self.shared.start()
         return self.shared
 
-    def release_soon(self, session: PtySession) -> None:
-        """``release`` in a task of its own (from a callback that cannot wait)."""
-        task = asyncio.get_running_loop().create_task(self.release(session))
+    def restart(self, session: PtySession) -> None:
+        """Start the command of ``session`` again after it exited (the page's "Start Claude
+        again"): the launcher continues the course's last conversation."""
+        if session.alive or session in self._restarting:
+            return
+        self._start_again(session, None)
+
+    def new_conversation_soon(self, session: PtySession) -> None:
+        """``new_conversation`` in a task of its own (from a websocket message)."""
+        self._spawn(self.new_conversation(session))
+
+    async def new_conversation(self, session: PtySession) -> None:
+        """End the process of ``session`` and start it again on a fresh conversation.
+
+        The command gets ``CLAUDEHUB_NEW_CONVERSATION=1`` for this one start, so the launcher
+        leaves out ``--continue``; Claude Code keeps the conversation that ended, and a later
+        start continues the new one. Every tab attached to the session is told to reset.
+        """
+        if session in self._restarting:
+            return
+        self._restarting.add(session)
+        try:
+            await session.terminate()
+        finally:
+            self._restarting.discard(session)
+        self._start_again(session, {NEW_CONVERSATION_ENV: "1"})
+
+    def _start_again(self, session: PtySession, extra_env: Mapping[str, str] | None) -> None:
+        session.replay.clear()
+        session.start(extra_env)
+        for client in session.clients:
+            client.send_event("started", {"pid": session.pid})
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def release_soon(self, session: PtySession) -> None:
+        """``release`` in a task of its own (from a callback that cannot wait)."""
+        self._spawn(self.release(session))
 
     async def release(self, session: PtySession) -> None:
         """A connection closed. Private sessions end with it; the shared one lives on."""

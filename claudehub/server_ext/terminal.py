@@ -14,12 +14,15 @@ client -> server
                                       this connection opened are drawn; a client that acks
                                       gets a send window (ClaudeHubApp.ack_window)
     ["restart"]                       start the command again after it exited
+    ["new_conversation"]              end the command and start it on a fresh conversation
+                                      (the launcher then leaves out --continue)
 server -> client
     ["setup", {"pid", "alive", "mode"}]    on connect
     ["stdout", text]                  output (the replay buffer first, on connect);
                                       with claudehub.v2: a binary frame of UTF-8
     ["exit", {"status", "signal"}]    the process ended (also on connect, if it had)
-    ["started", {"pid"}]              the process was started again: reset the screen
+    ["started", {"pid"}]              the process was started again (a restart, or a new
+                                      conversation): reset the screen
     ["marker", event]                 a tutor marker was found (and stripped) in the output
 """
 
@@ -174,11 +177,9 @@ class TerminalConnection(websocket.WebSocketConnection):
             except (ValueError, TypeError, IndexError):
                 return
         elif kind == "restart":
-            if not session.alive:
-                session.replay.clear()
-                session.start()
-                for client in session.clients:
-                    client.send_event("started", {"pid": session.pid})
+            self.sessions.restart(session)
+        elif kind == "new_conversation":
+            self.sessions.new_conversation_soon(session)
 
     def on_congestion(self, congested: bool) -> None:
         if self.session is not None:
