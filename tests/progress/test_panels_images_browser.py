@@ -130,6 +130,15 @@ async def test_lesson_images_citation_key_ideas_and_concept_graph(
                 box = await graph.bounding_box()
                 assert box and box["width"] > 100 and box["height"] > 50
                 await page.screenshot(path=str(tmp_path / "graph.png"))
+                # a node leads to its lesson, by mouse or keyboard
+                await page.evaluate("() => document.getElementById('stage-panel').scrollTo(0, 0)")
+                await graph.locator(".ch-node[data-concept-id='focus']").focus()
+                await page.keyboard.press("Enter")
+                focus = page.locator("#stage-1 section[data-concept-id='focus']")
+                await focus.wait_for()
+                assert await focus.evaluate(
+                    "s => { const r = s.getBoundingClientRect(); return r.top >= 0 && r.top < innerHeight; }"
+                )
 
                 # the other concept done elsewhere: the graph follows live
                 result = await client.answer(IMAGE_COURSE, focus_quiz, "focal length")
