@@ -297,6 +297,25 @@ def test_the_hubs_pages_share_the_look_and_admins_keep_the_admin_page(
     admin.close()
 
 
+def test_without_javascript_a_learner_still_signs_in_picks_and_starts(
+    hub: tuple[LocalStack, Path], browser: Any
+) -> None:
+    """Progressive enhancement: every card is shown, search and filter stay hidden, and the
+    start-up page reloads itself until the hub sends the learner to the Claude page."""
+    stack, _ = hub
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    sign_in(page, stack, "jin")
+    page.click("#claudehub-choose")
+    page.wait_for_url("**/hub/spawn**")
+    assert len(visible_titles(page)) == 4
+    assert not page.locator("#claudehub-tools").is_visible()
+    page.locator("li:has(input[value='t101']) label").click()
+    page.click("form#spawn_form button[type=submit]")
+    page.wait_for_url("**/user/jin/claude**", timeout=90_000)
+    context.close()
+
+
 def test_the_home_page_after_a_restarted_hub(
     hub: tuple[LocalStack, Path], browser: Any, request: pytest.FixtureRequest
 ) -> None:
