@@ -12,6 +12,10 @@ command the terminal runs. It
    resumes), with ``--continue`` when the course folder has a saved conversation (so
    reopening a course resumes it), and with the managed settings' ``env`` switches in its
    environment (so local mode, which installs no managed settings, makes no outbound call).
+   Where the installed managed settings name an ``apiKeyHelper`` (the image), the sandbox
+   token moves from ``ANTHROPIC_API_KEY`` to ``CLAUDEHUB_SANDBOX_TOKEN``, which the helper
+   prints: the CLI gets it one way only and shows no "Both apiKeyHelper and
+   ANTHROPIC_API_KEY set" warning.
 
 It writes nothing outside ``$HOME``. The tool policy itself lives in the managed settings
 (``/etc/claude-code/managed-settings.json`` in the sandbox image, a copy of
@@ -74,8 +78,14 @@ LEARNER_RESUME_FILE = Path(".learner") / "RESUME.md"
 
 #: Where the CLI reads its managed settings (the sandbox image installs them there).
 INSTALLED_MANAGED_SETTINGS = Path("/etc/claude-code/managed-settings.json")
-#: The policy file shipped beside this module: the source of the installed one.
+#: The policy file shipped beside this module: the source of the installed one, and where
+#: the launcher reads the ``env`` switches from.
 PACKAGED_MANAGED_SETTINGS = Path(__file__).with_name("managed-settings.json")
+
+#: Where the CLI finds the sandbox token when the managed ``apiKeyHelper`` hands it over
+#: (the helper prints it, falling back to ``$ANTHROPIC_API_KEY`` for a CLI started without
+#: the launcher).
+SANDBOX_TOKEN_ENV = "CLAUDEHUB_SANDBOX_TOKEN"
 
 #: Set (to ``1``) in the launcher's environment by the server's "New conversation": start a
 #: fresh conversation instead of continuing the course's last one.
@@ -287,6 +297,16 @@ def load_managed_env(path: Path) -> dict[str, str]:
     return dict(env)
 
 
+def has_key_helper(path: Path) -> bool:
+    """Whether the managed settings at ``path`` name an ``apiKeyHelper`` (``False`` when the
+    file is missing or unreadable: the CLI then reads ``ANTHROPIC_API_KEY``)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data.get("apiKeyHelper"))
+
+
 def build_env(
     base: Mapping[str, str],
     *,
@@ -408,17 +428,26 @@ class Launcher(Application):
     ).tag(config=True)
 
     managed_settings = Unicode(
+        str(PACKAGED_MANAGED_SETTINGS),
         help="""The managed settings file whose ``env`` switches the launcher applies to the
-        CLI's environment. Default: the installed one
-        (/etc/claude-code/managed-settings.json) if there is one, else the copy shipped with
-        claudehub (local mode installs none).""",
+        CLI's environment. Default: the copy shipped with claudehub, the source of the one
+        the sandbox image installs, so the launcher's layer keeps the switches where no
+        managed settings are installed (local mode) or the installed file lacks them.""",
     ).tag(config=True)
 
-    @default("managed_settings")
-    def _default_managed_settings(self) -> str:
-        if INSTALLED_MANAGED_SETTINGS.is_file():
-            return str(INSTALLED_MANAGED_SETTINGS)
-        return str(PACKAGED_MANAGED_SETTINGS)
+    key_from_helper = Bool(
+        help="""Hand the CLI the sandbox token only through the managed apiKeyHelper (in
+        $CLAUDEHUB_SANDBOX_TOKEN, which the helper prints), not also as ANTHROPIC_API_KEY:
+        given both, Claude Code warns the learner "Both apiKeyHelper and ANTHROPIC_API_KEY
+        set · auth may not work as expected". Default: true when the installed managed
+        settings name an apiKeyHelper (the sandbox image); local mode installs none, so the
+        CLI keeps ANTHROPIC_API_KEY. Either way the token is only in the CLI's environment,
+        never in a file.""",
+    ).tag(config=True)
+
+    @default("key_from_helper")
+    def _default_key_from_helper(self) -> bool:
+        return has_key_helper(INSTALLED_MANAGED_SETTINGS)
 
     def working_dir(self, home: Path) -> str:
         """The course folder, or ``home`` when none is set or it is missing."""
@@ -460,6 +489,8 @@ class Launcher(Application):
             managed_env=load_managed_env(Path(self.managed_settings)),
             shell_stub=self.shell_stub,
         )
+        if self.key_from_helper and contract_env.ANTHROPIC_API_KEY in env:
+            env[SANDBOX_TOKEN_ENV] = env.pop(contract_env.ANTHROPIC_API_KEY)
         return argv, env, cwd
 
     def start(self) -> None:

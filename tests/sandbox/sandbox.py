@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claudehub.server_ext.launcher import Launcher
+from claudehub.server_ext.launcher import Launcher, has_key_helper
 from tests.fakes.upstream import FakeAnthropic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,8 +173,13 @@ def prepare_launch(
     upstream_url: str,
     *,
     extra_env: dict[str, str] | None = None,
+    managed: Path = MANAGED_SETTINGS,
 ) -> Prepared:
-    """Run the launcher's preparation in-process (as root) and hand HOME to nobody."""
+    """Run the launcher's preparation in-process (as root) and hand HOME to nobody.
+
+    ``managed`` is the file the CLI will run under (:func:`run_as_sandbox_user`'s): as in the
+    image, the token goes through its ``apiKeyHelper`` when it names one.
+    """
     environ = {
         "HOME": str(home),
         "PATH": "/usr/bin:/bin",
@@ -191,6 +196,7 @@ def prepare_launch(
         claude_bin=str(claude_cli),
         api_key=SANDBOX_KEY,
         shell_stub=IMAGE_SHELL_STUB,
+        key_from_helper=has_key_helper(managed),
     )
     argv, env, cwd = launcher.prepare(environ)
     chown_tree(home, USER)

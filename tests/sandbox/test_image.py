@@ -302,8 +302,11 @@ def test_managed_settings_state_the_policy() -> None:
     settings = json.loads(MANAGED.read_text())
     permissions = settings["permissions"]
     assert permissions["allow"] == ["Read", "Glob", "Grep"]
-    required = {"Bash", "Edit", "Write", "MultiEdit", "NotebookEdit", "WebFetch", "WebSearch"}
+    required = {"Bash", "Edit", "Write", "NotebookEdit", "WebFetch", "WebSearch"}
     assert required | {"Task", "Agent", "mcp__*"} <= set(permissions["deny"])
+    # 2.1.328 has no MultiEdit: a rule naming it only printed "Deny rule MultiEdit matches no
+    # tool" to every learner; a call to it is refused all the same (test_cli_policy.py)
+    assert "MultiEdit" not in permissions["deny"]
     assert not set(permissions["allow"]) & set(permissions["deny"])
     assert permissions["disableBypassPermissionsMode"] == "disable"
     assert permissions["defaultMode"] == "dontAsk" and permissions["denyInsteadOfPrompting"]
@@ -312,8 +315,9 @@ def test_managed_settings_state_the_policy() -> None:
     assert settings["allowManagedMcpServersOnly"] is True and settings["allowedMcpServers"] == []
     assert settings["enableAllProjectMcpServers"] is False
     # A course's settings cannot name a credential helper: the managed value wins. The API
-    # key helper prints the sandbox token the CLI already has; the others refuse.
-    assert settings["apiKeyHelper"] == 'printf %s "$ANTHROPIC_API_KEY"'
+    # key helper prints the sandbox token (where the launcher hands it over, else the
+    # ANTHROPIC_API_KEY a plain `claude` has); the others refuse.
+    assert settings["apiKeyHelper"] == 'printf %s "${CLAUDEHUB_SANDBOX_TOKEN:-$ANTHROPIC_API_KEY}"'
     for key in ("awsAuthRefresh", "awsCredentialExport", "gcpAuthRefresh"):
         assert settings[key] == DEFAULT_SHELL_STUB, key
     for key in ("otelHeadersHelper", "proxyAuthHelper"):
@@ -324,15 +328,20 @@ def test_managed_api_key_helper_prints_exactly_the_token() -> None:
     """The CLI runs ``apiKeyHelper`` with /bin/sh (dash in the image); ``printf`` is built in."""
     helper = json.loads(MANAGED.read_text())["apiKeyHelper"]
     token = "chs1.a-token.with$dollar'quote"
-    proc = subprocess.run(
-        ["/bin/sh", "-c", helper],
-        env={"ANTHROPIC_API_KEY": token, "PATH": "/nonexistent"},
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, token, "")
+    for env in (
+        {"CLAUDEHUB_SANDBOX_TOKEN": token},  # from the launcher
+        {"ANTHROPIC_API_KEY": token},  # a plain `claude`
+        {"CLAUDEHUB_SANDBOX_TOKEN": token, "ANTHROPIC_API_KEY": "other"},
+    ):
+        proc = subprocess.run(
+            ["/bin/sh", "-c", helper],
+            env={**env, "PATH": "/nonexistent"},
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, token, ""), env
 
 
 def test_managed_env_pins_the_image_path_and_no_preloads(

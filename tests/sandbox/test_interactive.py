@@ -96,6 +96,10 @@ def test_launcher_lands_on_the_prompt_and_bang_runs_no_shell(
             term.pump(1.0)
             for question in NOT_AT_PROMPT:
                 assert question not in term.text
+            # the startup warnings learners used to see: the token reaches the CLI one way
+            # only (the managed apiKeyHelper), and no deny rule names a tool 2.1.328 lacks
+            for warning in ("Both apiKeyHelper and ANTHROPIC_API_KEY", "matches no tool"):
+                assert warning not in term.text, term.text[-2000:]
 
             # `!` is Claude Code's shell mode; in the sandbox it reaches only the refusing stub.
             child.send(f"!touch {marks / 'bang'}")

@@ -258,12 +258,8 @@ def test_no_switch_is_written_down_twice() -> None:
     assert env == {"CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD": "1"}
 
 
-def test_the_installed_managed_settings_win_over_the_packaged_copy(tmp_path: Path) -> None:
-    app = launcher.Launcher()
-    expected = launcher.INSTALLED_MANAGED_SETTINGS
-    if not expected.is_file():
-        expected = launcher.PACKAGED_MANAGED_SETTINGS
-    assert app.managed_settings == str(expected)
+def test_the_switches_come_from_the_packaged_copy_unless_configured(tmp_path: Path) -> None:
+    assert launcher.Launcher().managed_settings == str(PACKAGED)
     custom = tmp_path / "managed.json"
     custom.write_text(json.dumps({"env": {"DISABLE_TELEMETRY": "1", "EXTRA_SWITCH": "on"}}))
     app = launcher.Launcher(managed_settings=str(custom), claude_bin="claude")
@@ -345,3 +341,24 @@ def test_an_empty_session_file_is_no_conversation(tmp_path: Path) -> None:
     session.write_text("")
     assert not launcher.has_conversation(tmp_path, "/srv/course/x")
     assert not launcher.has_conversation(tmp_path / "missing", "/srv/course/x")
+
+
+def test_the_token_goes_through_the_managed_key_helper_where_there_is_one(
+    tmp_path: Path,
+) -> None:
+    with_helper = tmp_path / "managed.json"
+    with_helper.write_text(json.dumps({"apiKeyHelper": "printf %s x", "env": {}}))
+    assert launcher.has_key_helper(with_helper)
+    assert not launcher.has_key_helper(tmp_path / "missing.json")
+    environ = {"HOME": str(tmp_path), "ANTHROPIC_API_KEY": KEY}
+
+    app = launcher.Launcher(claude_bin="claude", key_from_helper=True)
+    _argv, env, _cwd = app.prepare(environ)
+    # one way in: Claude Code warns when it has both a key helper and ANTHROPIC_API_KEY
+    assert "ANTHROPIC_API_KEY" not in env
+    assert env[launcher.SANDBOX_TOKEN_ENV] == KEY
+
+    app = launcher.Launcher(claude_bin="claude", key_from_helper=False)  # local mode
+    _argv, env, _cwd = app.prepare(environ)
+    assert env["ANTHROPIC_API_KEY"] == KEY and launcher.SANDBOX_TOKEN_ENV not in env
+    assert KEY not in (tmp_path / ".claude.json").read_text()

@@ -315,7 +315,9 @@ def test_launcher_alone_runs_no_course_command(
         managed_file = tmp_path / "no-managed-settings.json"
         managed_file.write_text("{}\n")
         managed_file.chmod(0o644)
-    prep = prepare_launch(claude_cli, world.course, world.home, fake_upstream.url)
+    prep = prepare_launch(
+        claude_cli, world.course, world.home, fake_upstream.url, managed=managed_file
+    )
     fake_upstream.script(scripted_attempts(str(world.course), str(world.marks)), "done")
     argv = [*prep.argv, "-p", PROMPT, "--output-format", "json"]
     result = run_as_sandbox_user(argv, prep.env, prep.cwd, managed=managed_file)
