@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from traitlets import Int, List, Unicode, default, validate
+from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from claudehub.contract import env
@@ -80,6 +80,22 @@ class LocalSettings(Configurable):
     allowed_models = List(
         Unicode(), help="Models users may choose (CLAUDEHUB_MODELS, comma separated)."
     ).tag(config=True)
+    keyproxy_drain_seconds = Float(
+        2.0,
+        help="""Seconds the key proxy lets open answers finish when local mode stops (Ctrl-C)
+        before it cuts them. Kept well under the 10 s JupyterHub gives a service after SIGINT,
+        so that local mode stops within 10 s even with answers streaming.""",
+    ).tag(config=True)
+
+    @validate("keyproxy_drain_seconds")
+    def _drain_fits_the_hubs_wait(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0 <= value <= 8:
+            raise TraitError(
+                f"keyproxy_drain_seconds must be between 0 and 8 (JupyterHub kills a service "
+                f"10 s after asking it to stop), not {value:g}"
+            )
+        return value
 
     @default("bind_url")
     def _d_bind(self) -> str:
@@ -250,7 +266,16 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
         {
             "name": KEYPROXY_SERVICE,
             "url": keyproxy_url,
-            "command": [sys.executable, "-m", "claudehub.proxy.app"],
+            # JupyterHub stops its services one after another, each with SIGINT and then
+            # 10 s (the service spawner's interrupt_timeout, not configurable) before it
+            # kills it: the key proxy's drain must fit in that, and Ctrl-C should take the
+            # whole of local mode down in under 10 s, so open answers get a short drain.
+            "command": [
+                sys.executable,
+                "-m",
+                "claudehub.proxy.app",
+                f"--KeyProxyApp.shutdown_timeout={settings.keyproxy_drain_seconds:g}",
+            ],
             "environment": keyproxy_env,
             "display": False,
         },

@@ -351,3 +351,25 @@ def test_local_course_repositories_are_mounted_read_only() -> None:
     without = render({"keyproxy": {"apiKey": {"existingSecret": "anthropic"}}})
     spec = without.one("Deployment", "claudehub-progress")["spec"]["template"]["spec"]
     assert all(v["name"] != "repositories" for v in spec["volumes"])
+
+
+@pytest.mark.parametrize("drain", [None, 5, 600])
+def test_the_key_proxys_drain_fits_in_its_grace_period(
+    default: Rendering, drain: int | None
+) -> None:
+    """Kubernetes never SIGKILLs a key proxy while it lets answers finish, and the drain the
+    pod is given is the one its command line sets."""
+    from claudehub.proxy.app import KeyProxyApp
+
+    rendering = (
+        default
+        if drain is None
+        else render(deep_merge(default.values, {"keyproxy": {"drainSeconds": drain}}))
+    )
+    pod = _pod_spec(rendering.one("Deployment", "claudehub-keyproxy"))
+    args = pod["containers"][0]["args"]
+    app = KeyProxyApp()
+    app.parse_command_line(args[1:])
+    expected = 120 if drain is None else drain
+    assert app.shutdown_timeout == expected
+    assert pod["terminationGracePeriodSeconds"] == expected + 15

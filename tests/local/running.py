@@ -1,0 +1,99 @@
+"""Helpers for driving a running local stack from outside: log in, start servers, stream."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def sandbox_token(user: str, pids: set[int]) -> str:
+    """The sandbox token in ``user``'s server's environment (one of ``pids``)."""
+    for pid in pids:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        values = dict(e.split(b"=", 1) for e in env if b"=" in e)
+        if values.get(b"JUPYTERHUB_USER") == user.encode() and b"ANTHROPIC_API_KEY" in values:
+            return values[b"ANTHROPIC_API_KEY"].decode()
+    raise RuntimeError(f"no sandbox server found for {user}")
+
+
+def log_in_and_start(url: str, user: str, password: str) -> requests.Session:
+    """Log ``user`` in through the login form and start their server (no course)."""
+    s = requests.Session()
+    page = s.get(f"{url}/hub/login", timeout=10).text
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page)
+    data = {"username": user, "password": password}
+    if xsrf:
+        data["_xsrf"] = xsrf.group(1)
+    r = s.post(f"{url}/hub/login", data=data, timeout=30, allow_redirects=False)
+    assert r.status_code in (302, 303), r.status_code
+    headers = {"X-XSRFToken": s.cookies.get("_xsrf", "")}
+    r = s.post(f"{url}/hub/api/users/{user}/server", json={}, headers=headers, timeout=60)
+    assert r.status_code in (201, 202), (r.status_code, r.text)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        info = s.get(f"{url}/hub/api/users/{user}", headers=headers, timeout=10).json()
+        if info.get("servers", {}).get("", {}).get("ready"):
+            return s
+        time.sleep(0.5)
+    raise RuntimeError(f"{user}'s server did not start")
+
+
+def stream(keyproxy: str, token: str, started: threading.Event) -> None:
+    """Ask for a streamed answer through the key proxy and read it to the end."""
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 1024,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+    }
+    try:
+        with requests.post(
+            f"{keyproxy}/v1/messages",
+            json=body,
+            headers={"x-api-key": token, "anthropic-version": "2023-06-01"},
+            stream=True,
+            timeout=300,
+        ) as r:
+            for _ in r.iter_content(64):
+                started.set()
+    except requests.RequestException:
+        pass
