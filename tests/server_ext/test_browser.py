@@ -103,3 +103,38 @@ async def test_terminal_flood_ctrl_c_reload_and_restart_in_the_browser(page_url:
             await wait_for_text(page, "again-8")
         finally:
             await browser.close()
+
+
+async def test_new_conversation_button_starts_claude_afresh(page_url: str) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1200, "height": 800})
+            dialogs: list[str] = []
+
+            async def accept(dialog: Any) -> None:
+                dialogs.append(dialog.message)
+                await dialog.accept()
+
+            page.on("dialog", accept)
+            await page.goto(page_url)
+            await page.wait_for_selector("#status.ok")
+            await page.click("#terminal")
+            await page.keyboard.type("echo old-$((5*5)) [$CLAUDEHUB_NEW_CONVERSATION]\n")
+            await wait_for_text(page, "old-25 []")
+
+            await page.get_by_role("button", name="New conversation").click()
+            await page.wait_for_function(
+                f"() => !({SCREEN_JS})().includes('old-25')"
+            )  # the screen was reset for the new process
+            assert "new conversation" in dialogs[0].lower()
+            await page.wait_for_selector("#status.ok")
+            assert await page.is_hidden("#exit-banner")  # the old process's end is no news
+            await page.click("#terminal")
+            await page.keyboard.type("echo new-$((6*6)) [$CLAUDEHUB_NEW_CONVERSATION]\n")
+            await wait_for_text(page, "new-36 [1]")  # the launcher would leave out --continue
+            assert await page.is_enabled("#new-conversation")
+        finally:
+            await browser.close()

@@ -1,7 +1,8 @@
 /* The Claude page: an xterm.js terminal on {base_url}claude/terminal.
  *
  * Protocol: terminado's JSON messages (["stdin", s], ["set_size", rows, cols]) plus ["pause"] /
- * ["resume"] / ["ack", n] flow control, ["restart"], and the server's ["setup", {...}],
+ * ["resume"] / ["ack", n] flow control, ["restart"], ["new_conversation"] (the "New
+ * conversation" button: Claude is started again without --continue), and the server's ["setup", {...}],
  * ["exit", {...}], ["started", {...}], ["marker", event]. The page speaks the "claudehub.v2"
  * subprotocol: output arrives as binary frames of UTF-8, handed to xterm.js as they are.
  *
@@ -13,6 +14,7 @@
  * acknowledge what was drawn (["ack", n]); the server then never has more than its send window
  * in flight, which bounds what socket buffers and proxies hold when a pause is sent.
  *
+ * The terminal opens once its fonts are loaded (window.claudehub.ready resolves then).
  * Other scripts (panels.js) get window.claudehub = {config, term, send} and window events
  * "claudehub:marker", "claudehub:exit", "claudehub:started", "claudehub:connected".
  */
@@ -31,19 +33,39 @@
   var hubHome = document.getElementById("hub-home");
   hubHome.href = (config.hubHost || "") + config.hubPrefix + "home";
 
+  // The fonts of claude.css, in the order the browser tries them for each character: every
+  // glyph Claude Code prints has one of them (tests/server_ext/test_glyphs.py).
+  var FONT_FAMILY = '"ClaudeHub Mono", "ClaudeHub Symbols 2", "ClaudeHub Symbols", monospace';
+  var FONT_SIZE = 14;
   var term = new Terminal({
     cursorBlink: true,
     scrollback: 5000,
-    fontFamily: 'Menlo, Consolas, "DejaVu Sans Mono", monospace',
-    fontSize: 14,
+    fontFamily: FONT_FAMILY,
+    fontSize: FONT_SIZE,
     theme: { background: "#1e1e1e" },
   });
   var fit = new FitAddon.FitAddon();
   term.loadAddon(fit);
-  term.open(document.getElementById("terminal"));
+
+  // xterm.js measures its cell size when it opens: with a font still loading it would measure
+  // the fallback's and misplace every character. Wait for the faces (the symbol faces load
+  // only for characters in their unicode-range, so ask for one each), 5 s at most.
+  function fontsReady() {
+    if (!document.fonts || !document.fonts.load) return Promise.resolve();
+    var px = FONT_SIZE + "px ";
+    var loads = Promise.all([
+      document.fonts.load(px + '"ClaudeHub Mono"', "W"),
+      document.fonts.load("bold " + px + '"ClaudeHub Mono"', "W"),
+      document.fonts.load(px + '"ClaudeHub Symbols 2"', "\u23f5"),
+      document.fonts.load(px + '"ClaudeHub Symbols"', "\u23bf"),
+    ]);
+    var timeout = new Promise(function (resolve) { setTimeout(resolve, 5000); });
+    return Promise.race([loads, timeout]).catch(function () { /* draw with what there is */ });
+  }
 
   var ws = null;
   var ended = false;
+  var renewing = false; // "New conversation" sent, its "started" not yet seen
   var retries = 0;
   // flow-control state, reset for every connection
   var written = 0;
@@ -115,6 +137,8 @@
         output(msg[1]);
         break;
       case "setup":
+        renewing = false;
+        newConversation.disabled = false;
         term.reset();
         exitBanner.hidden = msg[1].alive !== false;
         setStatus("connected", "ok");
@@ -122,6 +146,7 @@
         break;
       case "exit":
         var info = msg[1] || {};
+        if (renewing) break; // the end of the old conversation, the new one starts next
         exitText.textContent = info.signal
           ? "Claude was stopped (signal " + info.signal + ")."
           : "Claude has exited" + (info.status ? " (status " + info.status + ")." : ".");
@@ -130,6 +155,8 @@
         emit("exit", info);
         break;
       case "started":
+        renewing = false;
+        newConversation.disabled = false;
         term.reset();
         exitBanner.hidden = true;
         setStatus("connected", "ok");
@@ -235,7 +262,22 @@
     });
   });
 
-  window.claudehub = { config: config, term: term, send: send, flow: flow };
-  fitNow();
-  connect();
+  var newConversation = document.getElementById("new-conversation");
+  newConversation.addEventListener("click", function () {
+    if (!ws) return;
+    if (!window.confirm("Start a new conversation with Claude? The current one ends (it stays saved).")) return;
+    // the server ends Claude (an "exit" comes first) and starts it on a fresh conversation;
+    // its "started" resets the screen
+    renewing = true;
+    newConversation.disabled = true;
+    setStatus("starting a new conversation…");
+    send(["new_conversation"]);
+  });
+
+  window.claudehub = { config: config, term: term, send: send, flow: flow, ready: null };
+  window.claudehub.ready = fontsReady().then(function () {
+    term.open(document.getElementById("terminal"));
+    fitNow();
+    connect();
+  });
 })();
