@@ -76,6 +76,10 @@ MAX_RESUME_HINT = 2000
 
 LEARNER_RESUME_FILE = Path(".learner") / "RESUME.md"
 
+#: Bytes of a session file read at most to find a message of the learner's (the first is
+#: near the top; a long conversation's file can be megabytes).
+MAX_SESSION_SCAN = 1 << 20
+
 #: Where the CLI reads its managed settings (the sandbox image installs them there).
 INSTALLED_MANAGED_SETTINGS = Path("/etc/claude-code/managed-settings.json")
 #: The policy file shipped beside this module: the source of the installed one, and where
@@ -270,13 +274,37 @@ def has_conversation(home: Path, cwd: str) -> bool:
     """Whether Claude Code has a saved conversation for ``cwd`` under ``home``.
 
     ``claude --continue`` exits at once ("No conversation found to continue") when there is
-    none, so the launcher passes it only when this is true.
+    none, and the page's "Start Claude again" would then fail the same way every time; so
+    the launcher passes it only when this is true: some session file of the folder holds a
+    message of the learner's (a file with none, e.g. only a summary, does not count for the
+    CLI either).
     """
     folder = home / ".claude" / "projects" / project_slug(cwd)
     try:
-        return any(p.suffix == ".jsonl" and p.stat().st_size > 0 for p in folder.iterdir())
+        files = [p for p in folder.iterdir() if p.suffix == ".jsonl"]
     except OSError:
         return False
+    return any(_holds_a_user_message(p) for p in files)
+
+
+def _holds_a_user_message(path: Path) -> bool:
+    read = 0
+    try:
+        with path.open("rb") as f:
+            for line in f:
+                read += len(line)
+                if b'"user"' in line:
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        entry = None
+                    if isinstance(entry, dict) and entry.get("type") == "user":
+                        return True
+                if read > MAX_SESSION_SCAN:
+                    return False
+    except OSError:
+        return False
+    return False
 
 
 def load_managed_env(path: Path) -> dict[str, str]:

@@ -335,11 +335,13 @@ def test_continue_only_when_the_course_has_a_conversation(tmp_path: Path) -> Non
     assert "--continue" in argv(course, CLAUDEHUB_NEW_CONVERSATION="0")
 
 
-def test_an_empty_session_file_is_no_conversation(tmp_path: Path) -> None:
+def test_a_session_file_without_a_message_is_no_conversation(tmp_path: Path) -> None:
+    """The pinned CLI's `--continue` exits ("No conversation found to continue") for these."""
     session = _save_conversation(tmp_path, "/srv/course/x")
     assert launcher.has_conversation(tmp_path, "/srv/course/x")
-    session.write_text("")
-    assert not launcher.has_conversation(tmp_path, "/srv/course/x")
+    for text in ("", '{"type":"summary","summary":"x","leafUuid":"a"}\n', "not json\n"):
+        session.write_text(text)
+        assert not launcher.has_conversation(tmp_path, "/srv/course/x"), text
     assert not launcher.has_conversation(tmp_path / "missing", "/srv/course/x")
 
 
