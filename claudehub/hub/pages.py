@@ -29,3 +29,9 @@ def configure_pages(c: Any, *, brand: str = "claudehub") -> None:
     template_vars["claudehub_brand"] = brand
     c.JupyterHub.template_vars = template_vars
     c.JupyterHub.default_url = LEARNER_HOME
+    # gzip the hub's answers: the picker's HTML (46 cards, CSS and script inline) shrinks
+    # about fivefold on the wire, which a slow school network notices. Tornado masks the
+    # xsrf token afresh in every page, so compression gives no BREACH-style oracle on it.
+    tornado_settings = dict(c.JupyterHub.get("tornado_settings", {}))
+    tornado_settings["compress_response"] = True
+    c.JupyterHub.tornado_settings = tornado_settings
