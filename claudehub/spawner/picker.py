@@ -154,8 +154,20 @@ def last_course_id(spawner: Any) -> str:
 
 
 async def picker_context(spawner: PickerSpawner) -> dict[str, Any]:
-    """The picker template's variables: cards, languages, models."""
-    courses = await spawner.list_course_choices()
+    """The picker template's variables: cards, languages, models.
+
+    Raises ``HTTPError(503)`` saying so when the course service cannot list the courses: an
+    empty form would make JupyterHub start a session with no course at all.
+    """
+    from claudehub.contract.course_client import ProgressAPIError
+
+    try:
+        courses = await spawner.list_course_choices()
+    except (ProgressAPIError, OSError, ValueError) as e:
+        log.warning("The course list cannot be loaded: %s", e)
+        raise web.HTTPError(
+            503, "The course list cannot be loaded right now. Please try again in a minute."
+        ) from None
     progress = await spawner.learner_progress() if courses else {}
     last = last_course_id(spawner)
     if last not in {c["id"] for c in courses}:

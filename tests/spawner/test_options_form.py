@@ -255,3 +255,19 @@ async def test_a_long_description_is_shortened_on_its_card() -> None:
     shown = re.search(r'<span class="ch-desc">([^<]*)</span>', form)
     assert shown and shown.group(1).endswith("…") and len(shown.group(1)) <= 241
     assert shown.group(1).startswith("Attention is all you need")
+
+
+class DownSpawner(FormSpawner):
+    async def list_course_choices(self) -> list[dict[str, Any]]:
+        raise ConnectionRefusedError("the course service is not answering")
+
+
+@pytest.mark.asyncio
+async def test_a_course_service_that_does_not_answer_is_said_in_words() -> None:
+    with pytest.raises(web.HTTPError) as err:
+        await sandbox_form(DownSpawner([], ["m1", "m2"]))
+    # not an empty form: JupyterHub would start a session with no course without asking
+    assert err.value.status_code == 503
+    assert err.value.log_message == (
+        "The course list cannot be loaded right now. Please try again in a minute."
+    )
