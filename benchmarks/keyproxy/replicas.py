@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -32,47 +30,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from claudehub.contract.tokens import mint_token  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.helpers import free_port, postgres_server  # noqa: E402
 
 SECRET = "replicas-bench-secret-0123456789"
 KEYPROXY = str(REPO / ".venv" / "bin" / "claudehub-keyproxy")
-
-
-@contextmanager
-def postgres():
-    base = tempfile.mkdtemp(prefix="claudehub-replicas-pg-")
-    os.chmod(base, 0o755)
-    shutil.chown(base, "postgres")
-    data, port = os.path.join(base, "data"), free_port()
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_pg, "initdb", "-D", data, "-A", "trust", "-U", "bench"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *as_pg,
-            "pg_ctl",
-            "-D",
-            data,
-            "-l",
-            f"{base}/log",
-            "-w",
-            "-o",
-            f"-h 127.0.0.1 -p {port} -k {base} -F",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql://bench@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_pg, "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def start_proxy(upstream: str, db_url: str, interval: float) -> tuple[subprocess.Popen, str]:
@@ -164,7 +125,7 @@ def main() -> int:
     up = f"http://127.0.0.1:{up_port}"
     results: dict[str, list[tuple[float, float, float]]] = {"one": [], "two-pg": []}
     try:
-        with postgres() as pg, tempfile.TemporaryDirectory() as tmp:
+        with postgres_server("bench") as pg, tempfile.TemporaryDirectory() as tmp:
             for i in range(a.rounds):
                 for setup in ("one", "two-pg"):
                     procs = []

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +15,7 @@ from claudehub.contract.tokens import mint_token
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.service import KeyProxy, KeyProxyOptions
 from claudehub.proxy.settings import ProxySettings
-from tests.helpers import free_port
+from tests.helpers import postgres_server
 
 REAL_KEY = "sk-ant-api03-real-key-for-tests-0123456789abcdefghij"
 SECRET = b"claudehub-test-token-secret"
@@ -106,36 +102,6 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server (initdb refuses root, so it runs as ``postgres``)."""
-    base = tempfile.mkdtemp(prefix="claudehub-keyproxy-pg-")
-    os.chmod(base, 0o755)
-    data = os.path.join(base, "data")
-    shutil.chown(base, "postgres")
-    port = free_port()
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_pg, "initdb", "-D", data, "-A", "trust", "-U", "test"], check=True, capture_output=True
-    )
-    subprocess.run(
-        [
-            *as_pg,
-            "pg_ctl",
-            "-D",
-            data,
-            "-l",
-            os.path.join(base, "log"),
-            "-w",
-            "-o",
-            f"-h 127.0.0.1 -p {port} -k {base} -F",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql://test@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_pg, "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    """A throwaway PostgreSQL server for the tests that ask for it."""
+    with postgres_server() as url:
+        yield url
