@@ -24,7 +24,7 @@ import pytest
 from tests.e2e.conftest import REPO, LocalStack, start_local_stack, stop_local_stack
 from tests.fakes.upstream import FakeAnthropic
 from tests.progress.coursekit import write_claude_md_course
-from tests.terminal_page import open_picker, pick_course, wait_for_terminal
+from tests.terminal_page import ask, open_picker, pick_course, wait_for_terminal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,6 +33,8 @@ KOREAN_TITLE = "어텐션만 있으면 된다"
 ADMIN_PASSWORD = "admin-password-for-the-e2e-0123456789"
 #: the example paper's folder, and the course id the catalogue gives its Korean copy
 KOREAN_ID = "papers--attention-ko--first-look"
+YESTERDAYS_QUESTION = "Why divide the scores by the square root of d_k?"
+YESTERDAYS_ANSWER = "So the softmax does not saturate when d_k is large, zebracorn."
 
 
 def write_png(path: Path, top: tuple[int, int, int], bottom: tuple[int, int, int]) -> None:
@@ -320,7 +322,7 @@ def test_the_home_page_after_a_restarted_hub(
     hub: tuple[LocalStack, Path], browser: Any, request: pytest.FixtureRequest
 ) -> None:
     """Come back the next day: the hub and the server were stopped; the home page still
-    says where the learner left off."""
+    says where the learner left off, and Continue reopens the previous conversation."""
     stack, tmp = hub
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     sign_in(page, stack, "yuna")
@@ -328,6 +330,9 @@ def test_the_home_page_after_a_restarted_hub(
     pick_course(page, "attention")
     page.wait_for_url("**/user/yuna/claude**", timeout=90_000)
     answer_first_quiz(page)
+    wait_for_terminal(page, "❯")
+    stack.upstream.script(YESTERDAYS_ANSWER)
+    ask(page, YESTERDAYS_QUESTION, YESTERDAYS_ANSWER)
     page.close()
     stop_local_stack(stack)
     time.sleep(1)
@@ -351,4 +356,8 @@ def test_the_home_page_after_a_restarted_hub(
     page.click("#claudehub-continue-link")
     page.wait_for_url("**/user/yuna/claude**", timeout=90_000)
     page.wait_for_selector("#progress-list [data-stage='1'] [data-method='quiz']")
+    # yesterday's conversation is on screen again (the history on the learner's home)
+    wait_for_terminal(page, YESTERDAYS_QUESTION, 90_000)
+    wait_for_terminal(page, YESTERDAYS_ANSWER)
+    shoot(page, "continued-conversation.png")
     page.close()
