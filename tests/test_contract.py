@@ -51,15 +51,78 @@ def _imports_in(source: str, package: list[str]) -> list[tuple[int, str]]:
             else:
                 name = node.module or ""
             found.append((node.lineno, name))
-            # ``from claudehub import proxy`` names the part in the alias, not the module
-            if name == "claudehub":
-                found += [(node.lineno, f"claudehub.{a.name}") for a in node.names]
+            # ``from . import codec`` or ``from claudehub import proxy`` may name a module in
+            # the alias: keep both readings (the walk resolves what exists)
+            found += [(node.lineno, f"{name}.{a.name}") for a in node.names]
     return found
 
 
 def _imported(path: Path) -> list[tuple[int, str]]:
     package = list(path.relative_to(PACKAGE.parent).parts[:-1])
     return _imports_in(path.read_text(encoding="utf-8"), package)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (any import, anywhere in the module)."""
+    paths = {}
+    for path in _modules():
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        paths[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        deps = set()
+        for _, imported in _imported(path):
+            bits = imported.split(".")
+            while bits and ".".join(bits) not in paths:
+                bits.pop()
+            target = ".".join(bits)
+            # a module importing its own package's __init__ is how packages work, not a cycle
+            if bits and target != name and not name.startswith(target + "."):
+                deps.add(target)
+        graph[name] = deps
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    """Not even through TYPE_CHECKING or function-level imports (they only hide a cycle)."""
+    assert _cycles(_module_graph()) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
 
 
 def test_every_module_belongs_to_a_part() -> None:
