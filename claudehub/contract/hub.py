@@ -31,6 +31,30 @@ SERVER_TOKEN_SCOPES = [
 ]
 
 
+#: A custom scope (JupyterHub >= 5): read the progress, usage and sessions of a class's
+#: learners. Granted filtered by class (``!group=<class>``) to its instructors; unfiltered it
+#: means every class (the operators of claudehub.hub.classes).
+CLASS_READ_SCOPE = "custom:claudehub-class:read"
+
+#: The course service's OAuth client may carry these on a user's behalf (its
+#: ``oauth_client_allowed_scopes``): the class page needs to see the caller's class scopes.
+PROGRESS_OAUTH_SCOPES = [CLASS_READ_SCOPE]
+
+#: ``c.JupyterHub.custom_scopes`` for the scopes above.
+CUSTOM_SCOPES: dict[str, dict[str, str]] = {
+    CLASS_READ_SCOPE: {
+        "description": "Read the course progress, token usage and sessions of a class's learners.",
+    },
+}
+
+#: The role of one class's instructors is this prefix and the class (group) name.
+INSTRUCTOR_ROLE_PREFIX = "claudehub-instructor-"
+
+#: The role of hub staff who see and stop everything but may not attach to a learner's
+#: server (claudehub.hub.classes, when admins_attach_servers is off).
+OPERATOR_ROLE = "claudehub-operator"
+
+
 def service_roles(*, culler: bool = False) -> list[dict[str, Any]]:
     """The roles of claudehub's hub services, each with the scopes its code relies on."""
     roles: list[dict[str, Any]] = [
@@ -43,7 +67,16 @@ def service_roles(*, culler: bool = False) -> list[dict[str, Any]]:
         {
             # Resolves who is asking (a user's or a server's token) and whether they are admin.
             "name": "claudehub-progress",
-            "scopes": ["list:users", "read:users:name", "read:users"],
+            # The class page (see claudehub.hub.classes) also reads a class's members and
+            # whose session runs.
+            "scopes": [
+                "list:users",
+                "read:users:name",
+                "read:users",
+                "read:servers",
+                "list:groups",
+                "read:groups",
+            ],
             "services": [PROGRESS_SERVICE],
         },
     ]

@@ -40,6 +40,8 @@ from traitlets.config import Application
 from .admin_page import admin_page_handlers
 from .assets import DEFAULT_MAX_ASSET_BYTES
 from .catalogue import Catalogue, load_catalogue
+from .class_page import class_page_handlers
+from .classes import HubDirectory, UsageSource
 from .handlers import service_handlers
 from .service import ServiceState
 from .store import Store
@@ -139,10 +141,39 @@ class ProgressService(Application):
     ).tag(config=True)
 
     tutor_completions_count = Bool(
-        True,
         help="Whether stages completed by the tutor marker alone ([STAGE_COMPLETE:N]) count "
-        "toward 'complete'. Stages without a quiz the service can judge always count.",
+        "toward 'complete'. Stages without a quiz the service can judge always count. The "
+        "class page shows how each completion was earned either way. Env fallback: "
+        "CLAUDEHUB_TUTOR_COMPLETIONS_COUNT (true/false; local mode sets it from "
+        "ClassSettings.tutor_completions_count).",
     ).tag(config=True)
+
+    @default("tutor_completions_count")
+    def _default_tutor_count(self) -> bool:
+        raw = os.environ.get("CLAUDEHUB_TUTOR_COMPLETIONS_COUNT", "").strip().lower()
+        if raw in ("", "1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"CLAUDEHUB_TUTOR_COMPLETIONS_COUNT must be true or false, not {raw!r}")
+
+    keyproxy_url = Unicode(
+        help="""The key proxy's base URL, for the class page's tokens (its admin /usage).
+        Empty: the class page shows tokens as unknown. Env fallback: CLAUDEHUB_KEYPROXY_URL."""
+    ).tag(config=True)
+
+    @default("keyproxy_url")
+    def _default_keyproxy_url(self) -> str:
+        return os.environ.get("CLAUDEHUB_KEYPROXY_URL", "")
+
+    keyproxy_admin_token = Unicode(
+        help="""A key proxy admin token (its KeyProxyApp.admin_tokens) to read /usage with.
+        Never logged. Env fallback: CLAUDEHUB_KEYPROXY_ADMIN_TOKEN."""
+    ).tag(config=True)
+
+    @default("keyproxy_admin_token")
+    def _default_keyproxy_token(self) -> str:
+        return os.environ.get("CLAUDEHUB_KEYPROXY_ADMIN_TOKEN", "")
 
     max_bundle_bytes = Int(
         200 * 1024 * 1024, help="Largest course bundle served to a sandbox."
@@ -243,7 +274,11 @@ class ProgressService(Application):
     def make_app(self) -> web.Application:
         assert self.state is not None
         return web.Application(
-            [*service_handlers(self.service_prefix), *admin_page_handlers(self.service_prefix)],
+            [
+                *service_handlers(self.service_prefix),
+                *admin_page_handlers(self.service_prefix),
+                *class_page_handlers(self.service_prefix),
+            ],
             claudehub_state=self.state,
             claudehub_prefix=self.service_prefix,
             hub_oauth=self.hub_oauth,
@@ -252,6 +287,14 @@ class ProgressService(Application):
             claudehub_max_bundle=self.max_bundle_bytes,
             claudehub_max_asset_bytes=self.max_asset_bytes,
             hub_auth=self.hub_auth,
+            claudehub_hub_directory=HubDirectory(
+                api_url=str(self.hub_auth.api_url), token=str(self.hub_auth.api_token or "")
+            ),
+            claudehub_usage_source=(
+                UsageSource(self.keyproxy_url, self.keyproxy_admin_token)
+                if self.keyproxy_url and self.keyproxy_admin_token
+                else None
+            ),
             log_function=self._log_request,
         )
 

@@ -78,6 +78,24 @@ class ProgressEvents:
                 pass
             return self.versions[user]
 
+    async def wait_any(self, since: dict[str, int], max_wait: float) -> bool:
+        """Wait until one of the users in ``since`` (user -> version) changed, or timeout;
+        whether one did. ``since`` is updated to the versions now."""
+        cond = self._condition()
+
+        def moved() -> bool:
+            return any(self.versions[u] != v for u, v in since.items())
+
+        async with cond:
+            try:
+                await asyncio.wait_for(cond.wait_for(moved), max_wait)
+            except TimeoutError:
+                pass
+            changed = moved()
+            for u in since:
+                since[u] = self.versions[u]
+            return changed
+
 
 @dataclass
 class ServiceState:

@@ -112,6 +112,16 @@ class QuizResult:
     passed_at: datetime | None
 
 
+@dataclass(frozen=True)
+class QuizRecord:
+    """A quiz result with whose it is and when it was last answered (the class page)."""
+
+    user: str
+    course_id: str
+    result: QuizResult
+    last_attempt_at: datetime
+
+
 def _utc(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; everything stored is UTC
     if value is not None and value.tzinfo is None:
@@ -304,6 +314,33 @@ class Store:
     async def quiz_results(self, user: str, course_id: str) -> dict[str, QuizResult]:
         """Quiz id -> result for one user and course."""
         return await self._run(self._quiz_results_sync, user, course_id)
+
+    def _class_rows_sync(self, users: list[str]) -> tuple[list[Completion], list[QuizRecord]]:
+        completions: list[Completion] = []
+        quizzes: list[QuizRecord] = []
+        with Session(self.engine) as session:
+            # in chunks: a class of hundreds stays under SQLite's bound-parameter limit
+            for start in range(0, len(users), 500):
+                chunk = users[start : start + 500]
+                q = select(CompletionRow).where(CompletionRow.user.in_(chunk))
+                completions += [_completion(r) for r in session.execute(q).scalars()]
+                r = select(QuizResultRow).where(QuizResultRow.user.in_(chunk))
+                for row in session.execute(r).scalars():
+                    last = _utc(row.last_attempt_at)
+                    assert last is not None
+                    quizzes.append(
+                        QuizRecord(
+                            row.user,
+                            row.course_id,
+                            QuizResult(row.quiz_id, row.stage, row.attempts, _utc(row.passed_at)),
+                            last,
+                        )
+                    )
+        return completions, quizzes
+
+    async def class_rows(self, users: list[str]) -> tuple[list[Completion], list[QuizRecord]]:
+        """Every completion and quiz result of ``users`` (a class), in two queries."""
+        return await self._run(self._class_rows_sync, list(users))
 
 
 def _completion(row: CompletionRow) -> Completion:

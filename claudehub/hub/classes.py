@@ -1,0 +1,221 @@
+"""Classes, instructors and who may attach to a learner's server: the hub's side.
+
+A class is a JupyterHub group of learners (``c.JupyterHub.load_groups``). Its instructors
+get a role of their own, ``claudehub-instructor-<class>``, holding the custom scope
+:data:`~claudehub.contract.hub.CLASS_READ_SCOPE` filtered to that group: the course
+service's class page (``/services/progress/classes/<class>``) reads the caller's scopes
+and shows a class only to its instructors and to admins. Instructors get nothing else:
+no ``access:servers``, so they never attach to a learner's Claude.
+
+Whether hub admins may attach to a learner's server is :attr:`ClassSettings.admins_attach_servers`
+(docs/security.md, "Who may look into a learner's live Claude"). JupyterHub's ``admin``
+role always holds ``access:servers`` and cannot be redefined, so "off" means the people
+named as admins are not made hub admins: they get :data:`OPERATOR_SCOPES` instead (see and
+stop every session, read every class) through the ``claudehub-operator`` role.
+
+Both hub configurations call :func:`configure_classes` last, after their services and
+roles are set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from typing import Any
+
+from traitlets import Bool, Dict, TraitError, default, validate
+from traitlets.config import Configurable
+
+from claudehub.contract.hub import (
+    CLASS_READ_SCOPE,
+    CUSTOM_SCOPES,
+    INSTRUCTOR_ROLE_PREFIX,
+    KEYPROXY_SERVICE,
+    OPERATOR_ROLE,
+    PROGRESS_OAUTH_SCOPES,
+    PROGRESS_SERVICE,
+)
+
+#: A class (group) name: it becomes part of a role name and of the class page's URL.
+CLASS_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
+
+#: What operators (admins who may not attach) hold: the admin page, every user and server
+#: to see, start and stop, every class. Not ``access:servers`` (attach), ``tokens`` (a token
+#: made for a learner attaches too), ``shares`` (sharing a learner's server with oneself),
+#: ``admin:users`` (it reads auth state) or ``admin:services``.
+OPERATOR_SCOPES = [
+    "admin-ui",
+    "list:users",
+    "read:users",
+    "users:activity",
+    "admin:servers",
+    "list:groups",
+    "read:groups",
+    "list:services",
+    "read:services",
+    "read:hub",
+    "read:roles",
+    "read:metrics",
+    "access:services",
+    CLASS_READ_SCOPE,
+]
+
+#: The environment variable the course service reads its tutor_completions_count from.
+TUTOR_COUNT_ENV = "CLAUDEHUB_TUTOR_COMPLETIONS_COUNT"
+KEYPROXY_ADMIN_TOKEN_ENV = "CLAUDEHUB_KEYPROXY_ADMIN_TOKEN"
+KEYPROXY_URL_ENV = "CLAUDEHUB_KEYPROXY_URL"
+
+
+def _env_bool(name: str, fallback: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return fallback
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
+
+
+class ClassSettings(Configurable):
+    """Classes, their instructors, and the admins' access to servers."""
+
+    classes = Dict(
+        help="""Classes: ``{"<class>": {"learners": [...], "instructors": [...]}}``. Each
+        becomes a hub group of its learners; its instructors see its class page and nothing
+        else. A user may be in several classes. Env fallback: CLAUDEHUB_CLASSES (JSON)."""
+    ).tag(config=True)
+
+    @default("classes")
+    def _default_classes(self) -> dict[str, Any]:
+        raw = os.environ.get("CLAUDEHUB_CLASSES", "")
+        value = json.loads(raw) if raw else {}
+        return _checked_classes(value)
+
+    @validate("classes")
+    def _check_classes(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        return _checked_classes(proposal["value"])
+
+    admins_attach_servers = Bool(
+        help="""Whether hub admins may open a learner's server (their Claude terminal and
+        conversation). On (the default): the admins are hub admins, as in plain JupyterHub.
+        Off: they are operators instead (the claudehub-operator role): they see and stop
+        every session and read every class, but cannot attach, make tokens for others or
+        share servers. Off needs an authenticator that checks each user's own credentials
+        (not the shared password). Env fallback: CLAUDEHUB_ADMINS_ATTACH_SERVERS."""
+    ).tag(config=True)
+
+    @default("admins_attach_servers")
+    def _default_attach(self) -> bool:
+        return _env_bool("CLAUDEHUB_ADMINS_ATTACH_SERVERS", True)
+
+    tutor_completions_count = Bool(
+        help="""Whether stages completed by the tutor's marker alone ([STAGE_COMPLETE:N], which
+        a learner can also type or post) count toward 'complete'. Passed to the course
+        service (its ProgressService.tutor_completions_count). Env fallback:
+        CLAUDEHUB_TUTOR_COMPLETIONS_COUNT."""
+    ).tag(config=True)
+
+    @default("tutor_completions_count")
+    def _default_tutor(self) -> bool:
+        return _env_bool(TUTOR_COUNT_ENV, True)
+
+
+def _checked_classes(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TraitError(f"classes must be a mapping of class name to members, not {value!r}")
+    out: dict[str, Any] = {}
+    for name, spec in value.items():
+        if not isinstance(name, str) or not re.fullmatch(CLASS_NAME, name):
+            raise TraitError(
+                f"class name {name!r} must be lower-case letters, digits, '-' or '_' "
+                f"(at most 63, starting with a letter or digit)"
+            )
+        if not isinstance(spec, dict):
+            raise TraitError(f"classes.{name} must be a mapping with learners and instructors")
+        unknown = set(spec) - {"learners", "instructors"}
+        if unknown:
+            raise TraitError(f"classes.{name}: unknown key(s) {', '.join(sorted(unknown))}")
+        members: dict[str, list[str]] = {}
+        for key in ("learners", "instructors"):
+            names = spec.get(key, [])
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise TraitError(f"classes.{name}.{key} must be a list of user names")
+            members[key] = list(names)
+        out[name] = members
+    return out
+
+
+def instructor_role(name: str, instructors: list[str]) -> dict[str, Any]:
+    """The role of class ``name``'s instructors: read that class, nothing else."""
+    return {
+        "name": INSTRUCTOR_ROLE_PREFIX + name,
+        "description": f"Instructors of class {name}: its class page, no access to servers",
+        "scopes": [f"{CLASS_READ_SCOPE}!group={name}"],
+        "users": list(instructors),
+    }
+
+
+def _services(c: Any) -> list[dict[str, Any]]:
+    services = c.JupyterHub.services
+    return list(services) if isinstance(services, list) else []
+
+
+def configure_classes(c: Any, settings: ClassSettings) -> None:
+    """Add classes, instructors, the admins' server access and the course service's class
+    settings to JupyterHub config ``c`` (after its services and roles are set)."""
+    c.JupyterHub.custom_scopes = {**CUSTOM_SCOPES}
+    groups = {name: {"users": list(spec["learners"])} for name, spec in settings.classes.items()}
+    if groups:
+        c.JupyterHub.load_groups = groups
+    roles = list(c.JupyterHub.load_roles) if isinstance(c.JupyterHub.load_roles, list) else []
+    for name, spec in settings.classes.items():
+        if spec["instructors"]:
+            roles.append(instructor_role(name, spec["instructors"]))
+
+    if not settings.admins_attach_servers:
+        if c.JupyterHub.authenticator_class == "shared-password":
+            raise ValueError(
+                "admins_attach_servers off needs an authenticator that checks each user's own "
+                "credentials; with the shared-password authenticator, admins are known only "
+                "by their admin password, which makes them hub admins"
+            )
+        admins = sorted(c.Authenticator.admin_users) if "admin_users" in c.Authenticator else []
+        # Hub admins always hold access:servers (JupyterHub's admin role is fixed), so the
+        # people named as admins are made operators instead.
+        c.Authenticator.admin_users = set()
+        roles.append(
+            {
+                "name": OPERATOR_ROLE,
+                "description": "See and stop every session, read every class; never attach",
+                "scopes": list(OPERATOR_SCOPES),
+                "users": admins,
+            }
+        )
+    c.JupyterHub.load_roles = roles
+
+    services = _services(c)
+    keyproxy = next((s for s in services if s.get("name") == KEYPROXY_SERVICE), None)
+    for service in services:
+        if service.get("name") != PROGRESS_SERVICE:
+            continue
+        # the class page must see the caller's class scopes in its OAuth token
+        allowed = list(service.get("oauth_client_allowed_scopes", []))
+        service["oauth_client_allowed_scopes"] = allowed + [
+            s for s in PROGRESS_OAUTH_SCOPES if s not in allowed
+        ]
+        if "command" in service:  # a service the hub runs (local mode)
+            environment = dict(service.get("environment", {}))
+            environment[TUTOR_COUNT_ENV] = "true" if settings.tutor_completions_count else "false"
+            if keyproxy is not None and "command" in keyproxy and keyproxy.get("url"):
+                # the class page's token column reads the key proxy's /usage, for admins only
+                kp_env = dict(keyproxy.get("environment", {}))
+                token = kp_env.get(KEYPROXY_ADMIN_TOKEN_ENV) or secrets.token_urlsafe(32)
+                kp_env[KEYPROXY_ADMIN_TOKEN_ENV] = token
+                keyproxy["environment"] = kp_env
+                environment[KEYPROXY_ADMIN_TOKEN_ENV] = token
+                environment[KEYPROXY_URL_ENV] = str(keyproxy["url"])
+            service["environment"] = environment
+    c.JupyterHub.services = services
