@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tornado.httpclient import AsyncHTTPClient
 from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
@@ -26,6 +27,7 @@ from claudehub.contract.hub import (
     service_roles,
 )
 from claudehub.hub.pages import configure_pages
+from claudehub.spawner.startqueue import start_timeout_for
 
 _ENV = os.environ
 
@@ -86,6 +88,33 @@ class LocalSettings(Configurable):
         before it cuts them. Kept well under the 10 s JupyterHub gives a service after SIGINT,
         so that local mode stops within 10 s even with answers streaming.""",
     ).tag(config=True)
+
+    class_size = Int(
+        100,
+        help="""Learners who may log in at the same moment and must all get their Claude,
+        later rather than never (CLAUDEHUB_CLASS_SIZE). Starts queue (the spawner's
+        start_slots at a time); start_timeout is derived from this and the machine's cores,
+        and the hub's own spawn limit (its "too many users" page) is set above it.""",
+    ).tag(config=True)
+
+    start_slots = Int(
+        help="""Servers starting at once; the rest queue (CLAUDEHUB_START_SLOTS). Default 0:
+        the spawner's own default, two per core.""",
+    ).tag(config=True)
+
+    @default("start_slots")
+    def _d_start_slots(self) -> int:
+        return int(_env("CLAUDEHUB_START_SLOTS", "0"))
+
+    @default("class_size")
+    def _d_class_size(self) -> int:
+        return int(_env("CLAUDEHUB_CLASS_SIZE", "100"))
+
+    @validate("class_size")
+    def _class_size_positive(self, proposal: dict[str, Any]) -> int:
+        if int(proposal["value"]) < 1:
+            raise TraitError(f"class_size must be at least 1, not {proposal['value']}")
+        return int(proposal["value"])
 
     @validate("keyproxy_drain_seconds")
     def _drain_fits_the_hubs_wait(self, proposal: dict[str, Any]) -> float:
@@ -244,8 +273,19 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
     # extension's course panels), and the server may stop itself ("End session").
     c.JupyterHub.extra_user_scopes = list(USER_EXTRA_SCOPES)  # hub >= 5
     c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
+    # A class logging in at once queues in the spawner (claudehub.spawner.startqueue) and
+    # waits its turn: the wait counts against start_timeout, derived from the class size
+    # and the cores; a server is already listening when the hub's http_timeout begins.
+    # JupyterHub's own limit answers 429 (an error page) beyond it, so it sits above the class.
     c.Spawner.http_timeout = 60
-    c.Spawner.start_timeout = 60
+    c.Spawner.start_timeout = start_timeout_for(settings.class_size, os.cpu_count() or 1)
+    c.JupyterHub.concurrent_spawn_limit = 2 * settings.class_size
+    if settings.start_slots > 0:
+        c.LocalSandboxSpawner.start_slots = settings.start_slots
+    # The spawner (course bundles) and the picker (courses, progress) call the course service
+    # with tornado's shared client, which queues beyond max_clients (10) and fails a request
+    # that waited 20 s ("599: Timeout in request queue"): let a whole class through.
+    AsyncHTTPClient.configure(None, max_clients=max(10, settings.class_size))
 
     keyproxy_env = {
         "ANTHROPIC_UPSTREAM_URL": settings.upstream_url,

@@ -19,9 +19,10 @@ from typing import Any
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from tornado import web
-from traitlets import Unicode, default
+from traitlets import Integer, Unicode, default
 
 from .common import SandboxSpawnerMixin, scrub_environment
+from .startqueue import StartQueue, start_slots_for, wait_until_listening, waiting_message
 
 
 class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # type: ignore[misc, unused-ignore]  # untyped base (no stubs)
@@ -30,6 +31,19 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
     sandbox_root = Unicode(
         help="""Folder holding one home folder per user (``<sandbox_root>/<username>``).""",
     ).tag(config=True)
+
+    start_slots = Integer(
+        help="""Servers of this hub starting at once (course fetch until the server listens);
+        later starts wait their turn in a first-come, first-served queue and their learners
+        see how many are ahead. Default: two per core (a start is CPU-bound).""",
+    ).tag(config=True)
+
+    #: the hub's one queue of starts (every spawner of the process shares it)
+    _start_queue: StartQueue | None = None
+
+    @default("start_slots")
+    def _default_start_slots(self) -> int:
+        return start_slots_for(os.cpu_count() or 1)
 
     @default("sandbox_root")
     def _default_sandbox_root(self) -> str:
@@ -58,6 +72,7 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
         super().__init__(**kwargs)
         self._events: list[str] = []
         self._course_dir = ""
+        self._ticket: asyncio.Future[None] | None = None
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         parent = super().make_preexec_fn(name)
@@ -97,17 +112,36 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
             raise web.HTTPError(502, f"Could not fetch course {self.course_id!r}: {e}") from e
         self._course_dir = str(dest)
 
+    def _queue(self) -> StartQueue:
+        queue = LocalSandboxSpawner._start_queue
+        if queue is None or queue.slots != self.start_slots:
+            queue = LocalSandboxSpawner._start_queue = StartQueue(self.start_slots)
+        return queue
+
+    def _set_ticket(self, ticket: asyncio.Future[None] | None) -> None:
+        self._ticket = ticket
+
     async def start(self) -> Any:
         self._events = []
-        await asyncio.to_thread(Path(self.home_dir).mkdir, parents=True, exist_ok=True)
-        await self._prepare_course()
-        self._events.append("Starting Claude…")
-        return await super().start()
+        async with self._queue().slot(self._set_ticket):
+            await asyncio.to_thread(Path(self.home_dir).mkdir, parents=True, exist_ok=True)
+            await self._prepare_course()
+            self._events.append("Starting Claude…")
+            ip, port = await super().start()
+            # Keep the slot until the server listens: the next start then finds the cores free.
+            await wait_until_listening(ip or "127.0.0.1", port, self.poll, self.http_timeout)
+            return ip, port
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         sent = 0
         total = 3
+        shown_ahead = -1
         while True:
+            if self._ticket is not None and not self._ticket.done():
+                ahead = self._queue().ahead_of(self._ticket)
+                if ahead != shown_ahead:
+                    shown_ahead = ahead
+                    yield {"progress": 0, "message": waiting_message(ahead)}
             while sent < len(self._events):
                 message = self._events[sent]
                 sent += 1
