@@ -33,6 +33,8 @@ KOREAN_TITLE = "어텐션만 있으면 된다"
 ADMIN_PASSWORD = "admin-password-for-the-e2e-0123456789"
 #: the example paper's folder, and the course id the catalogue gives its Korean copy
 KOREAN_ID = "papers--attention-ko--first-look"
+#: the operator offers two models: the choice stays on the picker page, below the cards
+MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5"]
 YESTERDAYS_QUESTION = "Why divide the scores by the square root of d_k?"
 YESTERDAYS_ANSWER = "So the softmax does not saturate when d_k is large, zebracorn."
 
@@ -115,6 +117,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, 
             "CLAUDEHUB_CATALOG": str(catalog),
             "CLAUDEHUB_ADMIN_USERS": "boss",
             "CLAUDEHUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "CLAUDEHUB_MODELS": ",".join(MODELS),
         }
         stack = start_local_stack(tmp, upstream, extra_env=env)
         try:
@@ -194,6 +197,10 @@ def test_pick_from_cards_korean_title_search_and_language_filter(
     page.keyboard.press("ArrowDown")
     assert page.locator("input[name=course] >> nth=1").is_checked()
 
+    # the operator's model choice is on the same page
+    model = page.locator("select[name=model]")
+    assert model.locator("option").all_inner_texts() == MODELS
+    page.select_option("select[name=model]", MODELS[1])
     pick_course(page, KOREAN_ID)
     page.wait_for_url("**/user/hana/claude**", timeout=90_000)
     wait_for_terminal(page, "❯")
@@ -343,6 +350,7 @@ def test_the_home_page_after_a_restarted_hub(
             "CLAUDEHUB_CATALOG": str(tmp / "courses" / "catalog.json"),
             "CLAUDEHUB_ADMIN_USERS": "boss",
             "CLAUDEHUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "CLAUDEHUB_MODELS": ",".join(MODELS),
         },
     )
     request.addfinalizer(lambda: stop_local_stack(again))
