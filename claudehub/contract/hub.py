@@ -37,8 +37,9 @@ SERVER_TOKEN_SCOPES = [
 CLASS_READ_SCOPE = "custom:claudehub-class:read"
 
 #: The course service's OAuth client may carry these on a user's behalf (its
-#: ``oauth_client_allowed_scopes``): the class page needs to see the caller's class scopes.
-PROGRESS_OAUTH_SCOPES = [CLASS_READ_SCOPE]
+#: ``oauth_client_allowed_scopes``): the class page needs to see the caller's class scopes,
+#: and ends a session with the caller's own ``delete:servers`` (the hub checks which).
+PROGRESS_OAUTH_SCOPES = [CLASS_READ_SCOPE, "delete:servers"]
 
 #: ``c.JupyterHub.custom_scopes`` for the scopes above.
 CUSTOM_SCOPES: dict[str, dict[str, str]] = {

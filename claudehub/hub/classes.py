@@ -4,8 +4,9 @@ A class is a JupyterHub group of learners (``c.JupyterHub.load_groups``). Its in
 get a role of their own, ``claudehub-instructor-<class>``, holding the custom scope
 :data:`~claudehub.contract.hub.CLASS_READ_SCOPE` filtered to that group: the course
 service's class page (``/services/progress/classes/<class>``) reads the caller's scopes
-and shows a class only to its instructors and to admins. Instructors get nothing else:
-no ``access:servers``, so they never attach to a learner's Claude.
+and shows a class only to its instructors and to admins. They may also stop the servers of
+that group's members (``delete:servers!group=<class>``: the page's "End session"). Nothing
+else: no ``access:servers``, so they never attach to a learner's Claude.
 
 Whether hub admins may attach to a learner's server is :attr:`ClassSettings.admins_attach_servers`
 (docs/security.md, "Who may look into a learner's live Claude"). JupyterHub's ``admin``
@@ -152,8 +153,9 @@ def instructor_role(name: str, instructors: list[str]) -> dict[str, Any]:
     """The role of class ``name``'s instructors: read that class, nothing else."""
     return {
         "name": INSTRUCTOR_ROLE_PREFIX + name,
-        "description": f"Instructors of class {name}: its class page, no access to servers",
-        "scopes": [f"{CLASS_READ_SCOPE}!group={name}"],
+        "description": f"Instructors of class {name}: its class page, ending its sessions",
+        # delete:servers only stops a server: it neither starts nor opens one
+        "scopes": [f"{CLASS_READ_SCOPE}!group={name}", f"delete:servers!group={name}"],
         "users": list(instructors),
     }
 

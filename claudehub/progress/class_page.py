@@ -19,9 +19,11 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 
 from .admin_page import _OAuthPage
@@ -56,10 +58,10 @@ def render_class_body(view: dict[str, Any], prefix: str) -> str:
     return _TEMPLATES.get_template("class_body.html").render(view=view, prefix=prefix)
 
 
-def render_class_page(view: dict[str, Any], prefix: str, nonce: str) -> str:
-    """The whole class page."""
+def render_class_page(view: dict[str, Any], prefix: str, nonce: str, xsrf: str = "") -> str:
+    """The whole class page (``xsrf``: the token its "End session" buttons post with)."""
     return _TEMPLATES.get_template("class.html").render(
-        view=view, prefix=prefix, nonce=nonce, body=render_class_body(view, prefix)
+        view=view, prefix=prefix, nonce=nonce, xsrf=xsrf, body=render_class_body(view, prefix)
     )
 
 
@@ -144,7 +146,9 @@ class ClassPageHandler(_ClassHandler):
             f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
             "connect-src 'self'",
         )
-        self.finish(render_class_page(view, self.settings["claudehub_prefix"], nonce))
+        xsrf = self.xsrf_token
+        xsrf_text = xsrf.decode() if isinstance(xsrf, bytes) else str(xsrf)
+        self.finish(render_class_page(view, self.settings["claudehub_prefix"], nonce, xsrf_text))
 
 
 class ClassCSVHandler(_ClassHandler):
@@ -201,6 +205,57 @@ class ClassEventsHandler(_ClassHandler):
             return  # the page was closed
 
 
+class ClassStopHandler(_ClassHandler):
+    """``POST {prefix}classes/<class>/sessions/<learner>/stop``: end a learner's session.
+
+    The hub is asked with the caller's own token (from the OAuth login or the request), so
+    it is the hub that decides: an instructor's ``delete:servers!group=<class>`` covers the
+    class's learners only. The service first refuses anyone who may not see the class and
+    any learner not in it. A cookie-authenticated POST must carry the page's XSRF token
+    (HubOAuth checks it before it accepts the cookie).
+    """
+
+    def check_xsrf_cookie(self) -> None:
+        # unlike the GET pages: this changes something, so JupyterHub's check applies
+        self.hub_auth.check_xsrf_cookie(self)
+
+    async def post(self, name: str, learner: str) -> None:
+        if self.current_user is None:
+            raise web.HTTPError(403, "log in through the hub (and send the page's XSRF token)")
+        self.require_class(name)
+        try:
+            members = await self.hub.members(name)
+        except HubUnavailable as e:
+            raise web.HTTPError(503, str(e)) from None
+        if members is None:
+            raise web.HTTPError(404, f"no class {name!r}")
+        if learner not in members:
+            raise web.HTTPError(404, f"no learner {learner!r} in class {name!r}")
+        token = self.hub_auth.get_token(self)
+        req = HTTPRequest(
+            f"{self.hub.api_url.rstrip('/')}/users/{quote(learner, safe='')}/server",
+            method="DELETE",
+            headers={"Authorization": f"token {token}"},
+            request_timeout=30,
+        )
+        try:
+            resp = await AsyncHTTPClient().fetch(req)
+        except HTTPClientError as e:
+            if e.code in (401, 403):
+                raise web.HTTPError(403, "the hub does not let you end this session") from None
+            if e.code == 400:  # no server running
+                raise web.HTTPError(409, f"{learner} has no session running") from None
+            raise web.HTTPError(502, f"the hub answered {e.code}") from None
+        except OSError as e:
+            raise web.HTTPError(503, f"the hub is unreachable: {e}") from None
+        log.info("Session ended from the class page: class=%s learner=%s", name, learner)
+        self.hub.forget_running()
+        # wake the class pages' live updates now, not at their next check
+        await self.state.events.changed(learner)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"learner": learner, "pending": resp.code == 202}))
+
+
 def _members(view: dict[str, Any]) -> list[str]:
     return sorted({row["user"] for row in view["rows"]})
 
@@ -217,5 +272,6 @@ def class_page_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]
         (rf"{base}/classes/{CLASS_ROUTE}/?", ClassPageHandler),
         (rf"{base}/classes/{CLASS_ROUTE}\.csv", ClassCSVHandler),
         (rf"{base}/classes/{CLASS_ROUTE}/events", ClassEventsHandler),
+        (rf"{base}/classes/{CLASS_ROUTE}/sessions/([^/]{{1,255}})/stop", ClassStopHandler),
         (rf"{base}/api/classes/{CLASS_ROUTE}", ClassJSONHandler),
     ]

@@ -117,6 +117,10 @@ class HubDirectory:
         self._cache[key] = (now, value)
         return value
 
+    def forget_running(self) -> None:
+        """Ask the hub again next time which sessions run (one was just ended)."""
+        self._cache.pop("running", None)
+
     async def members(self, name: str) -> list[str] | None:
         """The learners of class ``name`` (None: no such group)."""
 

@@ -51,13 +51,16 @@ def test_classes_become_groups_and_instructor_roles() -> None:
     }
     assert CLASS_READ_SCOPE in c.JupyterHub.custom_scopes
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
-    assert roles["claudehub-instructor-alpha"]["scopes"] == [f"{CLASS_READ_SCOPE}!group=alpha"]
+    assert roles["claudehub-instructor-alpha"]["scopes"] == [
+        f"{CLASS_READ_SCOPE}!group=alpha",
+        "delete:servers!group=alpha",
+    ]
     assert roles["claudehub-instructor-alpha"]["users"] == ["tina"]
     assert roles["claudehub-instructor-beta"]["users"] == ["ben"]
     assert "claudehub-progress" in roles  # the hub config's roles are kept
     services = {s["name"]: s for s in c.JupyterHub.services}
     progress = services["progress"]
-    assert progress["oauth_client_allowed_scopes"] == [CLASS_READ_SCOPE]
+    assert progress["oauth_client_allowed_scopes"] == [CLASS_READ_SCOPE, "delete:servers"]
     assert progress["environment"]["CLAUDEHUB_TUTOR_COMPLETIONS_COUNT"] == "false"
     # the course service may read the key proxy's usage with a shared admin token
     token = services["keyproxy"]["environment"]["CLAUDEHUB_KEYPROXY_ADMIN_TOKEN"]

@@ -58,6 +58,11 @@ c.JupyterHub.pid_file = "{dir}/hub.pid"
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {{"root"}}
+import sys
+from pathlib import Path
+c.JupyterHub.spawner_class = "simple"
+c.Spawner.cmd = [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
+c.Spawner.args = ["--allow-root"]
 c.JupyterHub.extra_user_scopes = {{"access:services!service=progress"}}
 c.JupyterHub.services = [
     {{"name": "progress", "url": "http://127.0.0.1:{service_port}", "api_token": "{service_token}",
@@ -65,7 +70,7 @@ c.JupyterHub.services = [
     {{"name": "tester", "api_token": "{admin_token}"}},
 ]
 c.JupyterHub.load_roles = [r for r in service_roles() if r["name"] == "claudehub-progress"] + [
-    {{"name": "tester", "scopes": ["admin:users", "tokens", "admin:groups"], "services": ["tester"]}},
+    {{"name": "tester", "scopes": ["admin:users", "tokens", "admin:servers"], "services": ["tester"]}},
 ]
 configure_classes(c, ClassSettings(classes={{
     "alpha": {{"learners": ["alice", "carol"], "instructors": ["tina"]}},
@@ -176,6 +181,8 @@ class _Table(HTMLParser):
         elif self._in_table and tag == "tr" and self._where == "tbody":
             self.rows.append([])
         elif self._in_table and tag in ("td", "th"):
+            if ("class", "actions") in attrs:
+                return  # the buttons' column is not data
             self._in_cell = True
             (self.header.append("") if self._where == "thead" else self.rows[-1].append(""))
 
@@ -314,7 +321,8 @@ async def test_class_page_in_chromium_updates_live_when_a_learner_answers(
             download = await dl.value
             text = await asyncio.to_thread(Path(await download.path()).read_text)
             shown = await page.locator("#learners tbody tr").evaluate_all(
-                "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+                "rows => rows.map(r => [...r.cells].filter(c => !c.classList.contains('actions'))"
+                ".map(c => c.textContent))"
             )
             assert list(csv.reader(io.StringIO(text)))[1:] == shown
 
@@ -328,3 +336,96 @@ async def test_class_page_in_chromium_updates_live_when_a_learner_answers(
             assert resp is not None and resp.status == 403
         finally:
             await browser.close()
+
+
+async def _post(url: str, token: str | None, headers: dict[str, str] | None = None) -> int:
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = f"token {token}"
+    req = HTTPRequest(url, method="POST", headers=h, body=b"", follow_redirects=False)
+    try:
+        resp = await AsyncHTTPClient().fetch(req)
+    except HTTPClientError as e:
+        return e.code
+    return resp.code
+
+
+async def _start_server(hub: RealHub, user: str) -> None:
+    await hub.api("POST", f"users/{user}/server")
+    for _ in range(150):
+        model = await hub.api("GET", f"users/{user}")
+        if model["servers"].get("", {}).get("ready"):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{user}'s server did not start")
+
+
+async def _running(hub: RealHub, user: str) -> bool:
+    model = await hub.api("GET", f"users/{user}")
+    return bool(model["servers"])
+
+
+@pytest.mark.asyncio
+async def test_an_instructor_ends_sessions_of_their_class_only(
+    class_hub: tuple[RealHub, ProgressService],
+) -> None:
+    from playwright.async_api import async_playwright
+
+    hub, _app = class_hub
+    tokens = {u: await hub.token_for(u) for u in ("alice", "bob", "carol", "tina")}
+    base = hub.public + PREFIX
+    await asyncio.gather(*(_start_server(hub, u) for u in ("alice", "bob", "carol")))
+
+    # not tina's class, not tina's class's learner, a learner asking: refused, nothing stops
+    assert await _post(base + "classes/beta/sessions/bob/stop", tokens["tina"]) == 403
+    assert await _post(base + "classes/alpha/sessions/bob/stop", tokens["tina"]) == 404
+    assert await _post(base + "classes/alpha/sessions/carol/stop", tokens["alice"]) == 403
+    # nor does the hub let tina stop bob's server directly
+    req = HTTPRequest(
+        hub.hub_api + "/users/bob/server",
+        method="DELETE",
+        headers={"Authorization": f"token {tokens['tina']}"},
+    )
+    with pytest.raises(HTTPClientError) as refused:
+        await AsyncHTTPClient().fetch(req)
+    assert refused.value.code in (403, 404)
+    assert await _running(hub, "bob") and await _running(hub, "carol")
+
+    # with her token, tina ends carol's session (carol is in alpha, and in beta too)
+    assert await _post(base + "classes/alpha/sessions/carol/stop", tokens["tina"]) == 200
+    for _ in range(100):
+        if not await _running(hub, "carol"):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("carol's server still runs")
+
+    # in the browser: the row shows the session; "End session" ends it and the row says so
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await _login(browser, hub, "tina")
+            await page.goto(base + "classes/alpha")
+            await page.wait_for_selector("#live[data-state=live]", timeout=10_000)
+            cell = page.locator('#learners tr[data-user="alice"] td').nth(6)
+            assert await cell.inner_text() == "running"
+            # a cross-site style POST with the cookie but without the page's XSRF token
+            status = await page.evaluate(
+                "url => fetch(url, {method: 'POST', credentials: 'same-origin'})"
+                ".then(r => r.status)",
+                base + "classes/alpha/sessions/alice/stop",
+            )
+            assert status == 403 and await _running(hub, "alice")
+            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            await page.click('button.end-session[data-user="alice"]')
+            await page.wait_for_function(
+                """() => {
+                    const td = document.querySelectorAll('#learners tr[data-user="alice"] td')[6];
+                    return td && td.textContent === "stopped";
+                }""",
+                timeout=20_000,
+            )
+            assert not await _running(hub, "alice")
+        finally:
+            await browser.close()
+    assert await _running(hub, "bob")
