@@ -15,6 +15,11 @@ jupyterhub-singleuser through this module, which only changes *what gets importe
   ``db=None``); if anything does, the ORM modules load on first use and fail loudly;
 * `websocket` (websocket-client), used only by a remote kernel gateway, and `unittest.mock`,
   used by the hub client only to build the login redirect, load on first use;
+* aiohttp (the hub client) builds a verified TLS context when it is imported, loading every
+  CA certificate of the system (~50-100 ms of CPU, a tenth of the start-up): when the hub is
+  reached over plain http (``JUPYTERHUB_API_URL`` is ``http://``, no ``JUPYTERHUB_SSL_*``),
+  that default context is never used, so it is made without CA certificates; an https
+  request through it would fail certificate verification, never pass unverified;
 * `jupyterhub.log`, imported only for its request logger, would pull the hub's page handlers
   (and with them the ORM and spawner): jupyter-server's own request logger stands in.
 
@@ -34,6 +39,7 @@ import importlib.machinery
 import importlib.util
 import os
 import signal
+import ssl
 import sys
 import types
 from typing import Any
@@ -150,12 +156,47 @@ def _no_sqlalchemy() -> None:
     sys.modules["sqlalchemy.exc"] = exc
 
 
+def _hub_over_plain_http() -> bool:
+    env = os.environ
+    return env.get("JUPYTERHUB_API_URL", "").startswith("http://") and not any(
+        env.get(f"JUPYTERHUB_SSL_{name}") for name in ("KEYFILE", "CERTFILE", "CLIENT_CA")
+    )
+
+
+def _context_without_cas(
+    purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH,
+    *,
+    cafile: Any = None,
+    capath: Any = None,
+    cadata: Any = None,
+) -> ssl.SSLContext:
+    if cafile or capath or cadata or purpose != ssl.Purpose.SERVER_AUTH:
+        return _REAL_DEFAULT_CONTEXT(purpose, cafile=cafile, capath=capath, cadata=cadata)
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, and trusts no one
+
+
+_REAL_DEFAULT_CONTEXT = ssl.create_default_context
+
+
+def _aiohttp_without_default_cas() -> None:
+    """Import aiohttp's connector with its default context made without CA certificates
+    (see the module docstring: only when the hub is reached over plain http)."""
+    if "aiohttp.connector" in sys.modules or not _hub_over_plain_http():
+        return
+    ssl.create_default_context = _context_without_cas
+    try:
+        import aiohttp.connector  # noqa: F401
+    finally:
+        ssl.create_default_context = _REAL_DEFAULT_CONTEXT
+
+
 def prepare() -> None:
     """Apply the import changes (before anything imports jupyter-server or jupyterhub)."""
     _absent(OPTIONAL_ABSENT)
     _no_sqlalchemy()
     for name in LAZY:
         _lazy(name)
+    _aiohttp_without_default_cas()
     _light_request_log()
 
 
