@@ -8,12 +8,14 @@ sessions) are given, since the real-hub tests (test_class_page.py) cover asking 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 
 from claudehub.contract.tokens import mint_token
 from claudehub.progress import service
@@ -26,6 +28,7 @@ from claudehub.proxy.limits import Limits
 from claudehub.proxy.service import KeyProxy, KeyProxyOptions
 from claudehub.proxy.settings import ProxySettings
 from tests.fakes.upstream import FakeAnthropic
+from tests.helpers import postgres_server
 
 from .conftest import course_sources
 
@@ -33,11 +36,28 @@ ADMIN = "keyproxy-admin-token-for-tests"
 SECRET = b"claudehub-test-token-secret"
 
 
-@pytest_asyncio.fixture
-async def state(tmp_path: Path) -> AsyncIterator[ServiceState]:
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ServiceState]:
     courses, catalogues = course_sources(tmp_path / "courses")
     catalogue = await load_catalogue(courses, catalogues, tmp_path / "cache")
-    store = await Store.open(f"sqlite:///{tmp_path / 'progress.sqlite'}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'progress.sqlite'}"
+    else:
+        # one server for the module, a fresh database per test
+        base = request.getfixturevalue("pg_url")
+        name = f"classview_{uuid.uuid4().hex[:12]}"
+        engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        url = base.rsplit("/", 1)[0] + "/" + name
+    store = await Store.open(url)
     try:
         yield ServiceState(store=store, catalogue=catalogue)
     finally:
