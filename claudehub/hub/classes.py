@@ -160,8 +160,14 @@ def instructor_role(name: str, instructors: list[str]) -> dict[str, Any]:
     }
 
 
+def _get(section: Any, name: str, fallback: Any) -> Any:
+    # Reading an unset name off a traitlets Config stores a LazyConfigValue there, which
+    # JupyterHub would then take for the setting: look before reading.
+    return section[name] if name in section else fallback
+
+
 def _services(c: Any) -> list[dict[str, Any]]:
-    services = c.JupyterHub.services
+    services = _get(c.JupyterHub, "services", [])
     return list(services) if isinstance(services, list) else []
 
 
@@ -172,19 +178,20 @@ def configure_classes(c: Any, settings: ClassSettings) -> None:
     groups = {name: {"users": list(spec["learners"])} for name, spec in settings.classes.items()}
     if groups:
         c.JupyterHub.load_groups = groups
-    roles = list(c.JupyterHub.load_roles) if isinstance(c.JupyterHub.load_roles, list) else []
+    existing = _get(c.JupyterHub, "load_roles", [])
+    roles = list(existing) if isinstance(existing, list) else []
     for name, spec in settings.classes.items():
         if spec["instructors"]:
             roles.append(instructor_role(name, spec["instructors"]))
 
     if not settings.admins_attach_servers:
-        if c.JupyterHub.authenticator_class == "shared-password":
+        if _get(c.JupyterHub, "authenticator_class", "") == "shared-password":
             raise ValueError(
                 "admins_attach_servers off needs an authenticator that checks each user's own "
                 "credentials; with the shared-password authenticator, admins are known only "
                 "by their admin password, which makes them hub admins"
             )
-        admins = sorted(c.Authenticator.admin_users) if "admin_users" in c.Authenticator else []
+        admins = sorted(_get(c.Authenticator, "admin_users", set()))
         # Hub admins always hold access:servers (JupyterHub's admin role is fixed), so the
         # people named as admins are made operators instead.
         c.Authenticator.admin_users = set()

@@ -193,3 +193,12 @@ async def test_who_reaches_a_learners_server(tmp_path: Path, attach: bool) -> No
                     session, "DELETE", "users/alice/server", token=tokens["root"]
                 )
                 assert status in (202, 204)
+
+
+def test_nothing_unset_is_touched() -> None:
+    """Reading an unset Config name would plant a LazyConfigValue JupyterHub then uses."""
+    c = Config()
+    configure_classes(c, ClassSettings(admins_attach_servers=False))
+    assert "authenticator_class" not in c.JupyterHub
+    assert "load_groups" not in c.JupyterHub  # no classes: no groups
+    assert c.JupyterHub.load_roles[0]["name"] == OPERATOR_ROLE
