@@ -30,8 +30,8 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.e2e.conftest import local_mode_env  # noqa: E402
 from tests.fakes.upstream import FakeAnthropic  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
 from tests.local.running import (  # noqa: E402
     alive,
     descendants,
@@ -45,26 +45,11 @@ PASSWORD = "stop-bench-password"
 
 def one_run(users: int, upstream: FakeAnthropic) -> tuple[float, float, int]:
     tmp = Path(tempfile.mkdtemp(prefix="claudehub-stop-"))
-    port, kp_port = free_port(), free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("JUPYTER", "CLAUDEHUB_", "ANTHROPIC_", "PYTEST_"))
-    }
-    env.update(
-        {
-            "PATH": f"{REPO / 'node_modules' / '.bin'}:{Path(sys.executable).parent}:{env['PATH']}",
-            "CLAUDEHUB_BIND_URL": f"http://127.0.0.1:{port}",
-            "CLAUDEHUB_STATE_DIR": str(tmp / "state"),
-            "CLAUDEHUB_DEV_PASSWORD": PASSWORD,
-            "CLAUDEHUB_HUB_PORT": str(free_port()),
-            "CLAUDEHUB_PROXY_API_PORT": str(free_port()),
-            "CLAUDEHUB_KEYPROXY_PORT": str(kp_port),
-            "CLAUDEHUB_PROGRESS_PORT": str(free_port()),
-            "ANTHROPIC_API_KEY": "sk-ant-api03-stop-bench-0123456789abcdefghijklmnop",
-            "ANTHROPIC_UPSTREAM_URL": upstream.url,
-        }
+    env = local_mode_env(
+        tmp, upstream.url, PASSWORD, "sk-ant-api03-stop-bench-0123456789abcdefghij"
     )
+    port = int(env["CLAUDEHUB_BIND_URL"].rsplit(":", 1)[1])
+    kp_port = int(env["CLAUDEHUB_KEYPROXY_PORT"])
     pid, master = pty.fork()
     if pid == 0:  # the hub, on the pseudo-terminal, as `make run` in a terminal
         os.chdir(tmp)

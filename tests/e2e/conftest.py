@@ -52,11 +52,8 @@ def _wait_for_hub(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: f
     raise RuntimeError(f"jupyterhub did not come up:\n{log.read_text()[-4000:]}")
 
 
-def start_local_stack(
-    tmp: Path, upstream: FakeAnthropic, extra_env: dict[str, str] | None = None
-) -> LocalStack:
-    """Start `jupyterhub -f hub_config/local_config.py` the way `make run` does."""
-    port = free_port()
+def local_mode_env(tmp: Path, upstream_url: str, password: str, real_key: str) -> dict[str, str]:
+    """The environment `make run` would give local mode, on free ports, state under ``tmp``."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -65,17 +62,26 @@ def start_local_stack(
     env.update(
         {
             "PATH": f"{REPO / 'node_modules' / '.bin'}:{Path(sys.executable).parent}:{env.get('PATH', '')}",
-            "CLAUDEHUB_BIND_URL": f"http://127.0.0.1:{port}",
+            "CLAUDEHUB_BIND_URL": f"http://127.0.0.1:{free_port()}",
             "CLAUDEHUB_STATE_DIR": str(tmp / "state"),
-            "CLAUDEHUB_DEV_PASSWORD": PASSWORD,
+            "CLAUDEHUB_DEV_PASSWORD": password,
             "CLAUDEHUB_HUB_PORT": str(free_port()),
             "CLAUDEHUB_PROXY_API_PORT": str(free_port()),
             "CLAUDEHUB_KEYPROXY_PORT": str(free_port()),
             "CLAUDEHUB_PROGRESS_PORT": str(free_port()),
-            "ANTHROPIC_API_KEY": REAL_KEY,
-            "ANTHROPIC_UPSTREAM_URL": upstream.url,
+            "ANTHROPIC_API_KEY": real_key,
+            "ANTHROPIC_UPSTREAM_URL": upstream_url,
         }
     )
+    return env
+
+
+def start_local_stack(
+    tmp: Path, upstream: FakeAnthropic, extra_env: dict[str, str] | None = None
+) -> LocalStack:
+    """Start `jupyterhub -f hub_config/local_config.py` the way `make run` does."""
+    env = local_mode_env(tmp, upstream.url, PASSWORD, REAL_KEY)
+    port = int(env["CLAUDEHUB_BIND_URL"].rsplit(":", 1)[1])
     env.update(extra_env or {})
     log = tmp / "jupyterhub.log"
     with log.open("wb") as out:
