@@ -48,6 +48,9 @@ ANSWER = "Attention weighs every token against the others, zebracorn"
 TICK = os.sysconf("SC_CLK_TCK")
 PROMPT = "\u276f"  # Claude Code's input prompt
 MIN_FREE_MB = 1500
+#: how often a waiting learner asks the hub whether the server is ready (the real page
+#: listens to the progress event stream instead; a faster poll costs the hub CPU)
+POLL_SECONDS = 2.0
 KINDS = ("hub", "chp", "keyproxy", "course service", "single-user server", "claude cli")
 
 
@@ -191,7 +194,7 @@ async def learner_run(url: str, who: Learner, t_start: float) -> None:
                 m = re.search(r"Spawn failed[^<]*", text)
                 who.error = m.group(0) if m else "spawn failed (no server, not pending)"
                 return
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(POLL_SECONDS)
         # The Claude page, as the browser loads it: the server's OAuth with the hub sets the
         # cookie the websocket is authenticated with.
         r = await s.get(f"{url}/user/{who.name}/claude")
