@@ -24,10 +24,13 @@ from .assets import (
     CACHE_CONTROL,
     DEFAULT_MAX_ASSET_BYTES,
     MAX_ASSET_SETTING,
+    THUMBNAIL_WIDTHS,
+    Asset,
     AssetRefused,
     AssetSigner,
     read_asset,
     repository_root,
+    scaled,
 )
 from .bundle import BundleTooLarge, build_bundle
 from .service import ServiceError, ServiceState
@@ -236,6 +239,22 @@ class ProgressHandler(BaseHandler):
 
 
 # jupyterhub ships no type information (see BaseHandler)
+_SCALED: dict[str, Asset] = {}
+_SCALED_MAX = 512
+
+
+async def _scaled(asset: Asset, width: int) -> Asset:
+    """:func:`assets.scaled`, remembered by ETag (a catalogue has a few dozen thumbnails)."""
+    key = f"{asset.etag}-{width}"
+    hit = _SCALED.get(key)
+    if hit is None:
+        hit = await asyncio.to_thread(scaled, asset, width)
+        if len(_SCALED) >= _SCALED_MAX:
+            _SCALED.pop(next(iter(_SCALED)))
+        _SCALED[key] = hit
+    return hit
+
+
 class AssetHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc, unused-ignore]
     """``GET {prefix}api/courses/{course_id}/assets/{path}``: one checked course image.
 
@@ -299,8 +318,13 @@ class AssetHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc,
         if course is None:
             raise web.HTTPError(404, f"no course {course_id!r}")
         max_bytes = int(self.settings.get(MAX_ASSET_SETTING, DEFAULT_MAX_ASSET_BYTES))
+        width = self.get_query_argument("w", "")
+        if width and width not in {str(w) for w in THUMBNAIL_WIDTHS}:
+            raise web.HTTPError(400, f"w must be one of {', '.join(map(str, THUMBNAIL_WIDTHS))}")
         try:
             asset = await asyncio.to_thread(read_asset, repository_root(course), path, max_bytes)
+            if width:
+                asset = await _scaled(asset, int(width))
         except AssetRefused as e:
             raise web.HTTPError(e.status, e.reason) from None
         self.set_header("Content-Type", asset.content_type)

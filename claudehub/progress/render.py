@@ -29,7 +29,7 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
-from .assets import AssetSigner, assets_base_url, repository_relative
+from .assets import CARD_THUMBNAIL_WIDTH, AssetSigner, assets_base_url, repository_relative
 from .model import Concept, Course, Quiz, Stage
 
 _ALLOWED_TAGS = {
@@ -217,6 +217,10 @@ def course_card(
     thumbnail_url = None
     if links is not None and course.thumbnail:
         thumbnail_url = replace(links, folder="").url_for(course.thumbnail)
+        if thumbnail_url is not None:
+            # cards show a small picture: the service scales it (see assets.scaled)
+            sep = "&" if "?" in thumbnail_url else "?"
+            thumbnail_url += f"{sep}w={CARD_THUMBNAIL_WIDTH}"
     return {
         "id": course.id,
         "title": course.title,

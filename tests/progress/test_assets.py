@@ -222,8 +222,18 @@ async def test_cards_link_thumbnails_and_lessons_link_their_images(
         "http://" + svc.url.split("/")[2] + card["thumbnail_url"],
         headers={"Authorization": f"token {ALICE}"},
     )
-    assert thumb.headers["Content-Type"] == "image/png"
+    # a card gets a small WebP of the thumbnail (assets.scaled), not the full picture
+    assert thumb.headers["Content-Type"] == "image/webp"
     assert "language" in card
+    for width in ("999", "abc", "-1"):
+        bad = await AsyncHTTPClient().fetch(
+            "http://"
+            + svc.url.split("/")[2]
+            + card["thumbnail_url"].replace("w=320", f"w={width}"),
+            headers={"Authorization": f"token {ALICE}"},
+            raise_error=False,
+        )
+        assert bad.code == 400 and b"w must be one of 160, 320, 640" in bad.body, width
 
     detail = await alice.course(IMAGE_COURSE)
     lesson = detail["stages"][0]["concepts"][0]
@@ -253,8 +263,9 @@ async def test_signed_urls_load_without_a_token_for_their_own_path_only(
     assert query.startswith("exp=") and "&sig=" in query
     fetch = AsyncHTTPClient().fetch
     ok = await fetch(host + thumb)  # no Authorization header, no cookie
-    assert ok.code == 200 and ok.headers["Content-Type"] == "image/png"
-    exp, sig = (kv.split("=")[1] for kv in query.split("&"))
+    assert ok.code == 200 and ok.headers["Content-Type"] == "image/webp"  # scaled for the card
+    params = dict(kv.split("=") for kv in query.split("&"))  # exp, sig and the card's w
+    exp, sig = params["exp"], params["sig"]
     other = path.rsplit("/", 1)[0].split("/assets/")[0] + "/assets/assets/other.png"
     bad = {
         "another path": f"{host}{other}?{query}",

@@ -69,8 +69,9 @@
     var rest = src.slice(base.length);
     var query = rest.indexOf("?");
     if (query !== -1) {
-      // the service's signature (for pages without its cookie); this server sends its token
-      if (!/^exp=\d+&sig=[0-9a-f]{32}$/.test(rest.slice(query + 1))) return null;
+      // the service's signature (for pages without its cookie), perhaps with a card's
+      // thumbnail width; this server sends its token and the panel shows the full image
+      if (!/^exp=\d+&sig=[0-9a-f]{32}(&w=\d+)?$/.test(rest.slice(query + 1))) return null;
       rest = rest.slice(0, query);
     }
     if (!rest || /[?#\\]/.test(rest)) return null;
