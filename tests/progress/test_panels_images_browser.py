@@ -169,3 +169,75 @@ async def test_lesson_images_citation_key_ideas_and_concept_graph(
                 assert alt_texts == ["remote", "inline", "other", "up", "encoded"]
             finally:
                 await browser.close()
+
+
+INLINE_QUIZZES = [
+    # (concept id, exercise as authors write it, answer, option to click, options shown)
+    ("one-line", "Is a ledger append-only? 1) Yes 2) No", "Yes", "Yes", ["Yes", "No"]),
+    ("lettered", "Which hash is Bitcoin's?\nA) MD5\nB) SHA-256\nC) CRC32", "B", "SHA-256",
+     ["MD5", "SHA-256", "CRC32"]),
+    ("true-false", "True or False: blocks link to their parent.", "false.", "False",
+     ["True", "False"]),
+]  # fmt: skip
+
+
+# No asyncio marker: pytest-jupyter runs this on the server's own event loop.
+async def test_options_written_in_the_question_become_buttons_and_are_judged(
+    course_backend: CourseBackend, tmp_path: Path, page_url: str
+) -> None:
+    """The catalogue's inline shapes (1) … 2) …, A) … B) …, True/False) are buttons on the
+    page, judged by the service, and no answer reaches the page."""
+    from playwright.async_api import async_playwright
+
+    from .coursekit import write_catalogue_course
+
+    lessons = [
+        {"concept_id": cid, "title": cid, "prerequisites": [], "content": f"Lesson {cid}",
+         "exercise": exercise, "answer": answer, "explanation": f"Because of {cid} reasons"}
+        for cid, exercise, answer, _, _ in INLINE_QUIZZES
+    ]  # fmt: skip
+    modules = [{"id": "m1", "title": "Shapes", "description": "", "lessons": lessons}]
+    graph = {"nodes": [{"id": c, "name": c} for c, *_ in INLINE_QUIZZES], "edges": []}
+    repo = tmp_path / "inline"
+    write_catalogue_course(repo / "paper", "core", modules=modules, graph=graph)
+    async with running_fake_hub() as hub, service_starter(tmp_path, hub) as start:
+        hub.add_user(SERVER_TOKEN, "alice")
+        svc = await start(courses=[], catalogues=[{"id": "inline", "repo": str(repo)}])
+        (card,) = await svc.client(SERVER_TOKEN).courses()
+        course_backend.progress_url = svc.url
+        course_backend.token = SERVER_TOKEN
+        course_backend.course_id = card["id"]
+        course_backend.course_dir = str(tmp_path / "sandbox")
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1400, "height": 900})
+                await page.goto(page_url)
+                await page.wait_for_selector("#stage-1 .ch-quiz")
+                # what the page was given: the course as the extension serves it
+                served = await page.evaluate(
+                    "id => fetch(window.claudehub.config.apiUrl + 'courses/' + id)"
+                    ".then(r => r.text())",
+                    card["id"],
+                )
+                assert '"options"' in served
+                page_text = served + await page.content()
+                for cid, *_ in INLINE_QUIZZES:
+                    assert f"Because of {cid} reasons" not in page_text
+                assert '"answer"' not in served and "false." not in page_text
+                quizzes = page.locator("#stage-1 .ch-quiz")
+                assert await quizzes.count() == len(INLINE_QUIZZES)
+                for i, (cid, _, _, pick, shown) in enumerate(INLINE_QUIZZES):
+                    quiz = quizzes.nth(i)
+                    options = await quiz.locator(".ch-option-text").all_inner_texts()
+                    assert [o.strip() for o in options] == shown, cid
+                    await quiz.get_by_text(pick, exact=True).click()
+                    await quiz.locator(".ch-submit").click()
+                    await page.wait_for_function(
+                        "id => document.querySelector('#quiz-' + CSS.escape(id) + ' .ch-submit')"
+                        ".textContent.includes('Answered correctly')",
+                        arg=await quiz.get_attribute("data-quiz-id"),
+                        timeout=10000,
+                    )
+            finally:
+                await browser.close()
