@@ -31,6 +31,7 @@ from claudehub.contract.hub import (
     service_roles,
 )
 
+from .classes import ClassSettings, configure_classes
 from .pages import configure_pages
 from .settings import SettingsError
 
@@ -227,3 +228,6 @@ def configure_kubernetes(
     services, roles = services_and_roles(settings, env)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
+    # Classes and instructors (docs/instructors.md; CLAUDEHUB_CLASSES in the hub's
+    # environment): last, once the services and roles are set.
+    configure_classes(c, ClassSettings())

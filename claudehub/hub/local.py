@@ -28,6 +28,7 @@ from claudehub.contract.hub import (
     USER_EXTRA_SCOPES,
     service_roles,
 )
+from claudehub.hub.classes import ClassSettings, configure_classes
 from claudehub.hub.pages import configure_pages
 from claudehub.spawner.startqueue import start_timeout_for
 
@@ -335,6 +336,9 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
         },
     ]
     c.JupyterHub.load_roles = service_roles()
+    # Classes, instructors, the admins' access to servers and the course service's switches
+    # (docs/instructors.md): last, once the services and roles are set.
+    configure_classes(c, ClassSettings(parent=settings))
 
 
 def banner(settings: LocalSettings) -> str:

@@ -202,3 +202,25 @@ def test_nothing_unset_is_touched() -> None:
     assert "authenticator_class" not in c.JupyterHub
     assert "load_groups" not in c.JupyterHub  # no classes: no groups
     assert c.JupyterHub.load_roles[0]["name"] == OPERATOR_ROLE
+
+
+def test_local_mode_configures_classes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """make run's hub: classes from the config file (or CLAUDEHUB_CLASSES), the switches."""
+    from claudehub.hub.local import LocalSettings, configure_local
+
+    monkeypatch.setenv("CLAUDEHUB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CLAUDEHUB_TUTOR_COMPLETIONS_COUNT", "false")
+    c = Config()
+    c.ClassSettings.classes = {"alpha": {"learners": ["alice"], "instructors": ["tina"]}}
+    configure_local(c, LocalSettings(config=c))
+    assert c.JupyterHub.load_groups == {"alpha": {"users": ["alice"]}}
+    roles = {r["name"] for r in c.JupyterHub.load_roles}
+    assert {"claudehub-progress", "claudehub-instructor-alpha"} <= roles
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    env = services["progress"]["environment"]
+    assert env["CLAUDEHUB_TUTOR_COMPLETIONS_COUNT"] == "false"
+    assert env["CLAUDEHUB_KEYPROXY_URL"] == services["keyproxy"]["url"]
+    assert (
+        env["CLAUDEHUB_KEYPROXY_ADMIN_TOKEN"]
+        == services["keyproxy"]["environment"]["CLAUDEHUB_KEYPROXY_ADMIN_TOKEN"]
+    )
