@@ -87,6 +87,7 @@ class SessionManager:
         self._last_activity = 0.0
         # one restart at a time: two clicks must not start two processes on one pty
         self._restarting: set[PtySession] = set()
+        self._closing = False
 
     @property
     def mode(self) -> SessionMode:
@@ -154,6 +155,8 @@ class SessionManager:
             await session.terminate()
         finally:
             self._restarting.discard(session)
+        if self._closing or (session is not self.shared and session not in self.private):
+            return  # the server is stopping, or (per-connection) its last tab closed meanwhile
         self._start_again(session, {NEW_CONVERSATION_ENV: "1"})
 
     def _start_again(self, session: PtySession, extra_env: Mapping[str, str] | None) -> None:
@@ -179,6 +182,7 @@ class SessionManager:
 
     async def shutdown(self) -> None:
         """The server stops: so do the terminal processes and their connections."""
+        self._closing = True
         for connection in list(self.connections):
             connection.close(websocket.GOING_AWAY, "the server is stopping")
         sessions = list(self.private) + ([self.shared] if self.shared else [])

@@ -33,6 +33,9 @@ async def test_new_conversation_restarts_the_process_without_continue(open_term:
     await term.send("new_conversation")
     started = await term.event("started")
     assert started[1]["pid"] != first_pid
+    # the old process was ended (SIGHUP) before the new one started: that exit is not the
+    # one waited for below
+    term.events = [e for e in term.events if e[0] != "exit"]
     term.output = ""
     await term.type("echo fresh=[$CLAUDEHUB_NEW_CONVERSATION]\r")
     await term.expect("fresh=[1]")  # the launcher leaves out --continue on this start
@@ -45,6 +48,31 @@ async def test_new_conversation_restarts_the_process_without_continue(open_term:
     term.output = ""
     await term.type("echo fresh=[$CLAUDEHUB_NEW_CONVERSATION]\r")
     await term.expect("fresh=[]")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("meanwhile", ["the tab closes", "the server stops"])
+async def test_a_new_conversation_cut_short_leaves_no_process(meanwhile: str) -> None:
+    manager = SessionManager(
+        SessionSettings(
+            command=("bash", "--norc", "--noprofile", "-i"), term_env={}, mode="per-connection"
+        )
+    )
+    session = manager.open()
+    tab = Screen()
+    tab.session = session
+    session.attach(tab)
+    renewal = asyncio.create_task(manager.new_conversation(session))
+    await asyncio.sleep(0)  # the old process is being ended
+    if meanwhile == "the tab closes":
+        session.detach(tab)
+        await manager.release(session)
+    else:
+        await manager.shutdown()
+    await renewal
+    assert not session.alive
+    assert ("started", {"pid": session.pid}) not in tab.events
+    await manager.shutdown()
 
 
 # -- the real CLI ---------------------------------------------------------------------------------
