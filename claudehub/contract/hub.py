@@ -60,9 +60,16 @@ def service_roles(*, culler: bool = False) -> list[dict[str, Any]]:
     """The roles of claudehub's hub services, each with the scopes its code relies on."""
     roles: list[dict[str, Any]] = [
         {
-            # Polls which servers run, so a sandbox token dies with its server.
+            # Polls which servers run, so a sandbox token dies with its server, and the
+            # classes (groups) with their members and limits (claudehub.contract.limits).
             "name": "claudehub-keyproxy",
-            "scopes": ["list:users", "read:users:name", "read:servers"],
+            "scopes": [
+                "list:users",
+                "read:users:name",
+                "read:servers",
+                "list:groups",
+                "read:groups",
+            ],
             "services": [KEYPROXY_SERVICE],
         },
         {

@@ -38,6 +38,7 @@ from claudehub.contract.hub import (
     PROGRESS_OAUTH_SCOPES,
     PROGRESS_SERVICE,
 )
+from claudehub.contract.limits import GROUP_LIMITS_PROPERTY, parse_limits
 
 #: A class (group) name: it becomes part of a role name and of the class page's URL.
 CLASS_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -84,9 +85,12 @@ class ClassSettings(Configurable):
     """Classes, their instructors, and the admins' access to servers."""
 
     classes = Dict(
-        help="""Classes: ``{"<class>": {"learners": [...], "instructors": [...]}}``. Each
-        becomes a hub group of its learners; its instructors see its class page and nothing
-        else. A user may be in several classes. Env fallback: CLAUDEHUB_CLASSES (JSON)."""
+        help="""Classes: ``{"<class>": {"learners": [...], "instructors": [...], "limits":
+        {...}}}``. Each becomes a hub group of its learners; its instructors see its class
+        page and nothing else. A user may be in several classes. ``limits`` (optional) are
+        the key proxy's limits for the class's learners (claudehub.contract.limits:
+        daily_token_budget, rate_limit_per_minute, rate_limit_burst, allowed_models), kept
+        in the group's properties. Env fallback: CLAUDEHUB_CLASSES (JSON)."""
     ).tag(config=True)
 
     @default("classes")
@@ -136,7 +140,7 @@ def _checked_classes(value: Any) -> dict[str, Any]:
             )
         if not isinstance(spec, dict):
             raise TraitError(f"classes.{name} must be a mapping with learners and instructors")
-        unknown = set(spec) - {"learners", "instructors"}
+        unknown = set(spec) - {"learners", "instructors", "limits"}
         if unknown:
             raise TraitError(f"classes.{name}: unknown key(s) {', '.join(sorted(unknown))}")
         members: dict[str, list[str]] = {}
@@ -145,7 +149,13 @@ def _checked_classes(value: Any) -> dict[str, Any]:
             if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
                 raise TraitError(f"classes.{name}.{key} must be a list of user names")
             members[key] = list(names)
-        out[name] = members
+        entry: dict[str, Any] = dict(members)
+        if spec.get("limits") is not None:
+            try:
+                entry["limits"] = parse_limits(spec["limits"], f"classes.{name}.limits")
+            except ValueError as e:
+                raise TraitError(str(e)) from None
+        out[name] = entry
     return out
 
 
@@ -175,7 +185,15 @@ def configure_classes(c: Any, settings: ClassSettings) -> None:
     """Add classes, instructors, the admins' server access and the course service's class
     settings to JupyterHub config ``c`` (after its services and roles are set)."""
     c.JupyterHub.custom_scopes = {**CUSTOM_SCOPES}
-    groups = {name: {"users": list(spec["learners"])} for name, spec in settings.classes.items()}
+    # A class's group properties are the configuration's: its key proxy limits (an empty
+    # mapping when it sets none, so limits removed here are removed from the hub too).
+    groups = {
+        name: {
+            "users": list(spec["learners"]),
+            "properties": {GROUP_LIMITS_PROPERTY: dict(spec.get("limits", {}))},
+        }
+        for name, spec in settings.classes.items()
+    }
     if groups:
         c.JupyterHub.load_groups = groups
     existing = _get(c.JupyterHub, "load_roles", [])

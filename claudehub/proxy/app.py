@@ -32,6 +32,7 @@ from traitlets import (
 from traitlets.config import Application, Configurable
 
 from claudehub.contract import env
+from claudehub.contract.limits import parse_limits
 from claudehub.contract.tokens import load_token_secret, mint_token
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.service import KeyProxy, KeyProxyOptions
@@ -208,7 +209,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
         return os.environ.get("JUPYTERHUB_API_URL", "")
 
     hub_api_token = Unicode(
-        help="JupyterHub API token (scopes list:users, read:servers; read:users for admin checks). Default: env JUPYTERHUB_API_TOKEN."
+        help="JupyterHub API token (scopes list:users, read:servers; list:groups, read:groups for class limits; read:users for admin checks). Default: env JUPYTERHUB_API_TOKEN."
     ).tag(config=True)
 
     @default("hub_api_token")
@@ -225,7 +226,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     hub_poll_interval = Float(
         15.0,
-        help="Seconds between polls of the hub for running servers (a stopped server's token dies within this plus a request's latency).",
+        help="Seconds between polls of the hub for running servers and classes (a stopped server's token dies within this plus a request's latency; a class's changed limits apply within it).",
     ).tag(config=True)
     hub_stale_after = Float(
         60.0, help="Refuse requests (503) when the last successful hub poll is older than this."
@@ -253,6 +254,24 @@ class KeyProxyApp(TokenSecretMixin, Application):
         value_trait=Integer(),
         help="Per-user daily token budgets, {user: tokens}; 0 means unlimited for that user.",
     ).tag(config=True)
+    user_limits = Dict(
+        value_trait=Dict(),
+        help="""Per-user limits, ``{user: {daily_token_budget, rate_limit_per_minute,
+        rate_limit_burst, allowed_models}}`` (each field optional, as in a class's limits:
+        claudehub.contract.limits). A field set here wins over the user's classes and over
+        the defaults; budget_overrides is the shorthand for the budget alone.""",
+    ).tag(config=True)
+
+    @validate("user_limits")
+    def _check_user_limits(self, proposal: Any) -> dict[str, dict[str, Any]]:
+        out = {}
+        for user, spec in proposal["value"].items():
+            try:
+                out[str(user)] = parse_limits(spec, f"KeyProxyApp.user_limits[{user!r}]")
+            except ValueError as e:
+                raise TraitError(str(e)) from None
+        return out
+
     cache_read_budget_weight = Float(
         0.1, help="Weight of cache-read input tokens against the budget (they cost a tenth)."
     ).tag(config=True)
@@ -380,6 +399,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
             burst=self.rate_limit_burst,
             daily_token_budget=self.daily_token_budget,
             budget_overrides=dict(self.budget_overrides),
+            user_limits=dict(self.user_limits),
             allowed_models=list(self.allowed_models),
             max_tokens_cap=self.max_tokens_cap,
             max_tokens_policy=self.max_tokens_policy,

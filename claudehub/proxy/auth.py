@@ -17,8 +17,10 @@ from typing import Any
 
 import aiohttp
 
+from claudehub.contract.limits import GROUP_LIMITS_PROPERTY, parse_limits
 from claudehub.contract.tokens import InvalidToken, TokenClaims, verify_token
 from claudehub.proxy.errors import Refusal
+from claudehub.proxy.limits import Limits
 from claudehub.proxy.metrics import Metrics
 from claudehub.proxy.tasks import cancel_and_wait
 
@@ -175,10 +177,43 @@ def active_servers_from_users(users: list[dict[str, Any]]) -> dict[str, dict[str
     return active
 
 
-class HubPoller:
-    """Polls ``GET {api_url}/users?state=active`` and feeds the authenticator.
+def classes_from_groups(
+    groups: list[dict[str, Any]],
+) -> tuple[dict[str, tuple[list[str], dict[str, Any]]], list[str]]:
+    """Turn JupyterHub group models into ``{class: (members, limits)}`` and a list of problems.
 
-    The API token needs the ``list:users`` and ``read:servers`` scopes.
+    Only groups whose properties carry :data:`GROUP_LIMITS_PROPERTY` are classes with limits.
+    A group whose limits are malformed (someone wrote them through the hub's API) is left
+    out, with a problem naming it: its members get the key proxy's defaults.
+    """
+    classes: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    problems: list[str] = []
+    for group in groups:
+        name = group.get("name")
+        properties = group.get("properties")
+        if not isinstance(name, str) or not isinstance(properties, dict):
+            continue
+        if GROUP_LIMITS_PROPERTY not in properties:
+            continue
+        try:
+            spec = parse_limits(
+                properties[GROUP_LIMITS_PROPERTY], f"group {name!r} {GROUP_LIMITS_PROPERTY}"
+            )
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        users = group.get("users") or []
+        members = [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
+        classes[name] = (members, spec)
+    return classes, problems
+
+
+class HubPoller:
+    """Polls ``GET {api_url}/users?state=active`` and feeds the authenticator; with
+    ``limits``, also ``GET {api_url}/groups`` for the classes' limits.
+
+    The API token needs the ``list:users`` and ``read:servers`` scopes, and ``list:groups``
+    and ``read:groups`` for class limits.
     """
 
     def __init__(
@@ -190,6 +225,7 @@ class HubPoller:
         interval: float = 15.0,
         metrics: Metrics | None = None,
         page_size: int = 200,
+        limits: Limits | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.api_url = api_url.rstrip("/")
@@ -197,6 +233,7 @@ class HubPoller:
         self.interval = interval
         self.metrics = metrics
         self.page_size = page_size
+        self.limits = limits
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._refreshing: asyncio.Task[None] | None = None
@@ -204,6 +241,8 @@ class HubPoller:
         #: Least seconds between two on-demand polls, so tokens of stopped servers cannot
         #: make the proxy hammer the hub.
         self.min_refresh_interval = 1.0
+        self._group_problems: list[str] = []
+        self._groups_forbidden = False
 
     async def refresh_now(self) -> None:
         """Poll the hub now (coalesced with a poll already running, and rate limited)."""
@@ -214,33 +253,68 @@ class HubPoller:
             self._refreshing = asyncio.ensure_future(self.poll_once())
         await asyncio.shield(self._refreshing)
 
-    async def poll_once(self) -> None:
-        """Fetch every user with an active server (all pages) and publish the result."""
+    async def _get_all(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        """Every item of a paginated hub API list."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
         headers = {
             "Authorization": f"token {self.api_token}",
             "Accept": "application/jupyterhub-pagination+json",
         }
-        users: list[dict[str, Any]] = []
+        items: list[dict[str, Any]] = []
         offset = 0
         while True:
-            params = {"state": "active", "offset": str(offset), "limit": str(self.page_size)}
+            query = {**params, "offset": str(offset), "limit": str(self.page_size)}
             async with self._session.get(
-                f"{self.api_url}/users", params=params, headers=headers
+                f"{self.api_url}{path}", params=query, headers=headers
             ) as resp:
                 resp.raise_for_status()
                 data = await resp.json(content_type=None)
             if isinstance(data, list):  # hub without pagination support
-                users.extend(data)
+                items.extend(data)
                 break
-            items = data.get("items") or []
-            users.extend(items)
+            page = data.get("items") or []
+            items.extend(page)
             nxt = (data.get("_pagination") or {}).get("next")
-            if not nxt or not items:
+            if not nxt or not page:
                 break
-            offset = int(nxt.get("offset", offset + len(items)))
+            offset = int(nxt.get("offset", offset + len(page)))
+        return items
+
+    async def poll_once(self) -> None:
+        """Fetch every user with an active server (all pages) and publish the result; then
+        the classes' limits, when this poller has limits to feed."""
+        users = await self._get_all("/users", {"state": "active"})
         self.authenticator.set_active(active_servers_from_users(users))
+        if self.limits is not None:
+            await self._poll_groups(self.limits)
+
+    async def _poll_groups(self, limits: Limits) -> None:
+        # A failure here keeps the classes last seen (and never makes the hub picture stale:
+        # whose servers run is what tokens depend on).
+        try:
+            groups = await self._get_all("/groups", {})
+        except aiohttp.ClientResponseError as e:
+            if e.status != 403:
+                raise
+            if not self._groups_forbidden:
+                log.warning(
+                    "The key proxy's hub token may not read groups (it needs list:groups and "
+                    "read:groups): class limits are not applied, every learner gets the defaults"
+                )
+            self._groups_forbidden = True
+            limits.set_classes({})
+            return
+        self._groups_forbidden = False
+        classes, problems = classes_from_groups(groups)
+        if problems != self._group_problems:
+            for problem in problems:
+                log.warning(
+                    "Ignoring a class's limits (its learners get the defaults): %s", problem
+                )
+        self._group_problems = problems
+        if limits.set_classes(classes):
+            log.info("Class limits now: %d class(es) with limits", len(classes))
 
     async def run(self) -> None:
         while True:
@@ -251,7 +325,7 @@ class HubPoller:
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as e:
                 if self.metrics is not None:
                     self.metrics.count_hub_poll_error()
-                log.warning("Polling the hub for running servers failed: %s", e)
+                log.warning("Polling the hub (running servers, classes) failed: %s", e)
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:

@@ -389,10 +389,10 @@ class ClientConnection(asyncio.Protocol):
 
     def _forward(self, req: Request) -> None:
         srv = self.srv
-        if srv.limits.needs_body:
+        if srv.limits.needs_body(req.user):
             body = b"".join(req.body)
             try:
-                replacement = srv.limits.check_body(body)
+                replacement = srv.limits.check_body(body, req.user)
             except Refusal as refusal:
                 self.respond_refusal(refusal, req=req)
                 return

@@ -8,14 +8,14 @@ messages meant for the person at the keyboard (Claude Code prints them as they a
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from claudehub.proxy.errors import Refusal
+from claudehub.proxy.rules import Rule, resolve
 
 
 def utc_day(ts: float) -> int:
@@ -38,10 +38,12 @@ class Limits:
     """The limits one key proxy enforces. A value of 0 (or an empty list) turns a limit off.
 
     ``rate_per_minute`` requests per user per minute, as a token bucket holding ``burst``
-    requests; ``daily_token_budget`` tokens per user per UTC day (``budget_overrides`` per user);
-    ``allowed_models`` are exact names or shell patterns (``claude-haiku-*``); requests asking for
-    more than ``max_tokens_cap`` output tokens are clamped to it (``max_tokens_policy="clamp"``)
-    or refused (``"reject"``).
+    requests; ``daily_token_budget`` tokens per user per UTC day; ``allowed_models`` are exact
+    names or shell patterns (``claude-haiku-*``); requests asking for more than
+    ``max_tokens_cap`` output tokens are clamped to it (``max_tokens_policy="clamp"``) or
+    refused (``"reject"``). These are the defaults: the hub's classes (:meth:`set_classes`)
+    and per-user overrides (``user_limits``, ``budget_overrides``) change them per user, as
+    :mod:`claudehub.proxy.rules` says.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class Limits:
         burst: int = 0,
         daily_token_budget: int = 0,
         budget_overrides: dict[str, int] | None = None,
+        user_limits: Mapping[str, Mapping[str, Any]] | None = None,
         allowed_models: Sequence[str] = (),
         max_tokens_cap: int = 0,
         max_tokens_policy: str = "clamp",
@@ -58,14 +61,22 @@ class Limits:
         monotonic: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
     ) -> None:
-        self.rate = rate_per_minute / 60.0
-        self.burst = float(burst or math.ceil(rate_per_minute) or 1)
-        self.daily_token_budget = daily_token_budget
-        self.budget_overrides = dict(budget_overrides or {})
-        self.allowed_models = list(allowed_models)
-        self._exact_models = {m for m in self.allowed_models if not any(c in m for c in "*?[")}
-        self._model_patterns = [m for m in self.allowed_models if m not in self._exact_models]
-        self.max_tokens_cap = max_tokens_cap
+        #: What a user in no class with limits, and without an override, gets.
+        self.default = Rule(
+            rate_per_minute=float(rate_per_minute),
+            burst=int(burst),
+            daily_token_budget=int(daily_token_budget),
+            allowed_models=tuple(allowed_models),
+            max_tokens_cap=int(max_tokens_cap),
+        )
+        # per-user overrides: user_limits, with budget_overrides filling in the budget
+        overrides = {u: dict(spec) for u, spec in (user_limits or {}).items()}
+        for user, budget in (budget_overrides or {}).items():
+            overrides.setdefault(user, {}).setdefault("daily_token_budget", int(budget))
+        self.overrides: dict[str, dict[str, Any]] = overrides
+        # class -> (members, limits), as the hub last reported them
+        self._classes: dict[str, tuple[list[str], dict[str, Any]]] = {}
+        self._rules: dict[str, Rule] = resolve(self.default, {}, self.overrides)
         self.max_tokens_policy = max_tokens_policy
         self.cache_read_weight = cache_read_weight
         self.monotonic = monotonic
@@ -79,18 +90,37 @@ class Limits:
         #: together they allow the configured rate and no more.
         self.rate_share = 1.0
 
+    # -- whose limits are which ------------------------------------------------------------
+    def rule_for(self, user: str) -> Rule:
+        """The limits ``user`` gets now (override, else their classes, else the default)."""
+        return self._rules.get(user, self.default)
+
+    def set_classes(self, classes: Mapping[str, tuple[Iterable[str], Mapping[str, Any]]]) -> bool:
+        """Replace the classes' members and limits (from the hub); True when that changed."""
+        new = {name: (sorted(members), dict(spec)) for name, (members, spec) in classes.items()}
+        if new == self._classes:
+            return False
+        self._classes = new
+        self._rules = resolve(self.default, new, self.overrides)
+        return True
+
     @property
-    def needs_body(self) -> bool:
-        """Whether requests must be parsed as JSON before they are forwarded."""
-        return bool(self.allowed_models) or self.max_tokens_cap > 0
+    def classes(self) -> dict[str, tuple[list[str], dict[str, Any]]]:
+        """The classes with limits as the hub last reported them."""
+        return dict(self._classes)
+
+    def needs_body(self, user: str) -> bool:
+        """Whether ``user``'s requests must be parsed as JSON before they are forwarded."""
+        return self.rule_for(user).needs_body
 
     # -- rate and budget (checked as soon as the headers are in) --------------------------
     def admit(self, user: str) -> None:
         """Take one request from ``user``'s bucket, or raise a 429/403 :class:`Refusal`."""
-        if self.rate > 0:
+        rule = self.rule_for(user)
+        if rule.rate > 0:
             now = self.monotonic()
-            rate = self.rate * self.rate_share
-            burst = max(1.0, self.burst * self.rate_share)
+            rate = rule.rate * self.rate_share
+            burst = max(1.0, rule.bucket_size * self.rate_share)
             bucket = self._buckets.get(user)
             if bucket is None:
                 bucket = self._buckets[user] = [burst, now]
@@ -99,7 +129,7 @@ class Limits:
             if tokens < 1.0:
                 bucket[0] = tokens
                 wait = math.ceil((1.0 - tokens) / rate)
-                per_minute = round(self.rate * 60, 2)
+                per_minute = round(rule.rate_per_minute, 2)
                 raise Refusal(
                     429,
                     "rate_limit_error",
@@ -109,7 +139,7 @@ class Limits:
                     (("retry-after", str(wait)),),
                 )
             bucket[0] = tokens - 1.0
-        budget = self.budget_for(user)
+        budget = rule.daily_token_budget
         if budget > 0:
             used = self.used_today(user)
             if used >= budget:
@@ -125,7 +155,8 @@ class Limits:
                 )
 
     def budget_for(self, user: str) -> int:
-        return self.budget_overrides.get(user, self.daily_token_budget)
+        """``user``'s daily token budget (0: none)."""
+        return self.rule_for(user).daily_token_budget
 
     def used_today(self, user: str) -> int:
         entry = self._used.get(user)
@@ -173,8 +204,9 @@ class Limits:
             self._used[user] = [day, tokens + self._unsynced.get(user, 0)]
 
     # -- body checks (only when a model allowlist or a max_tokens cap is configured) -------
-    def check_body(self, body: bytes) -> bytes | None:
-        """Check a request body; return a replacement body (clamped max_tokens) or None."""
+    def check_body(self, body: bytes, user: str) -> bytes | None:
+        """Check ``user``'s request body; return a replacement (clamped max_tokens) or None."""
+        rule = self.rule_for(user)
         try:
             data: Any = json.loads(body)
         except ValueError:
@@ -192,8 +224,8 @@ class Limits:
                 "bad_json",
             )
         model = data.get("model")
-        if self.allowed_models and not self.model_allowed(model):
-            allowed = ", ".join(self.allowed_models)
+        if rule.allowed_models and not rule.model_allowed(model):
+            allowed = ", ".join(rule.allowed_models)
             raise Refusal(
                 403,
                 "permission_error",
@@ -201,7 +233,7 @@ class Limits:
                 "Choose one with /model (or ANTHROPIC_MODEL).",
                 "model",
             )
-        cap = self.max_tokens_cap
+        cap = rule.max_tokens_cap
         max_tokens = data.get("max_tokens")
         if cap > 0 and isinstance(max_tokens, int) and max_tokens > cap:
             if self.max_tokens_policy == "reject":
@@ -219,10 +251,3 @@ class Limits:
                 thinking["budget_tokens"] = min(thinking["budget_tokens"], cap - 1)
             return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         return None
-
-    def model_allowed(self, model: object) -> bool:
-        if not isinstance(model, str):
-            return False
-        if model in self._exact_models:
-            return True
-        return any(fnmatch.fnmatchcase(model, p) for p in self._model_patterns)

@@ -95,6 +95,7 @@ class KeyProxy:
                 o.hub_api_token,
                 interval=o.hub_poll_interval,
                 metrics=self.metrics,
+                limits=self.limits,
             )
             self.server.refresh_servers = self.poller.refresh_now
         self._watcher: asyncio.Task[None] | None = None
@@ -123,6 +124,12 @@ class KeyProxy:
                 "Syncs with the usage database that failed (limits stayed local).",
                 lambda: shared.errors,
             )
+        limits = self.limits
+        m.gauge(
+            "classes_with_limits",
+            "Hub groups whose limits this key proxy applies (claudehub.contract.limits).",
+            lambda: len(limits.classes),
+        )
         m.gauge(
             "hub_mode",
             "1 when tokens are checked against the hub's running servers.",

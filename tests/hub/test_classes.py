@@ -25,7 +25,11 @@ from tests.hub.hubproc import running_hub
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
 CLASSES = {
-    "alpha": {"learners": ["alice", "carol"], "instructors": ["tina"]},
+    "alpha": {
+        "learners": ["alice", "carol"],
+        "instructors": ["tina"],
+        "limits": {"daily_token_budget": 5000, "allowed_models": ["claude-haiku-*"]},
+    },
     "beta": {"learners": ["bob", "carol"], "instructors": ["ben"]},
 }
 
@@ -45,9 +49,19 @@ def _base_config() -> Config:
 def test_classes_become_groups_and_instructor_roles() -> None:
     c = _base_config()
     configure_classes(c, ClassSettings(classes=CLASSES, tutor_completions_count=False))
+    # the class's key proxy limits travel in its group's properties; a class without limits
+    # gets an empty mapping, so limits removed from the configuration leave the hub too
     assert c.JupyterHub.load_groups == {
-        "alpha": {"users": ["alice", "carol"]},
-        "beta": {"users": ["bob", "carol"]},
+        "alpha": {
+            "users": ["alice", "carol"],
+            "properties": {
+                "claudehub.limits": {
+                    "daily_token_budget": 5000,
+                    "allowed_models": ["claude-haiku-*"],
+                }
+            },
+        },
+        "beta": {"users": ["bob", "carol"], "properties": {"claudehub.limits": {}}},
     }
     assert CLASS_READ_SCOPE in c.JupyterHub.custom_scopes
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
@@ -96,6 +110,16 @@ def test_admins_attach_off_refuses_the_shared_password() -> None:
         ({"a/b": {}}, "class name 'a/b'"),
         ({"alpha": {"learners": "alice"}}, "classes.alpha.learners must be a list"),
         ({"alpha": {"students": []}}, "unknown key"),
+        (
+            {"alpha": {"limits": {"daily_token_budget": -5}}},
+            "classes.alpha.limits.daily_token_budget must be a whole number",
+        ),
+        (
+            {"alpha": {"limits": {"rate_limit_per_minute": "fast"}}},
+            "classes.alpha.limits.rate_limit_per_minute must be a number",
+        ),
+        ({"alpha": {"limits": {"budget": 5}}}, r"classes.alpha.limits: unknown limit\(s\) budget"),
+        ({"alpha": {"limits": {"allowed_models": "haiku"}}}, "allowed_models must be a list"),
     ],
 )
 def test_bad_classes_are_named(classes: dict[str, Any], message: str) -> None:
@@ -213,7 +237,9 @@ def test_local_mode_configures_classes(tmp_path: Path, monkeypatch: pytest.Monke
     c = Config()
     c.ClassSettings.classes = {"alpha": {"learners": ["alice"], "instructors": ["tina"]}}
     configure_local(c, LocalSettings(config=c))
-    assert c.JupyterHub.load_groups == {"alpha": {"users": ["alice"]}}
+    assert c.JupyterHub.load_groups == {
+        "alpha": {"users": ["alice"], "properties": {"claudehub.limits": {}}}
+    }
     roles = {r["name"] for r in c.JupyterHub.load_roles}
     assert {"claudehub-progress", "claudehub-instructor-alpha"} <= roles
     services = {s["name"]: s for s in c.JupyterHub.services}

@@ -143,10 +143,13 @@ def test_services_get_the_narrowest_roles() -> None:
         "--max-age=28800",
     ]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    # whose servers run, and the classes with their members and limits
     assert roles["claudehub-keyproxy"]["scopes"] == [
         "list:users",
         "read:users:name",
         "read:servers",
+        "list:groups",
+        "read:groups",
     ]
     assert roles["claudehub-idle-culler"]["scopes"] == [
         "list:users",

@@ -78,7 +78,8 @@ def test_standalone_when_there_is_no_hub(monkeypatch: pytest.MonkeyPatch) -> Non
     assert a.standalone and not o.hub_mode
     assert (a.ip, a.port) == ("127.0.0.1", 9100)
     assert o.settings.upstream_url == "http://127.0.0.1:9999"
-    assert o.limits.rate == 0 and o.limits.allowed_models == ["claude-haiku-*", "claude-sonnet-5"]
+    assert o.limits.default.rate == 0
+    assert o.limits.default.allowed_models == ("claude-haiku-*", "claude-sonnet-5")
 
 
 def test_config_file_and_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,9 +93,9 @@ def test_config_file_and_command_line(tmp_path: Path, monkeypatch: pytest.Monkey
     o = app(
         ["--standalone", "--KeyProxyApp.max_tokens_policy=reject", "--max-tokens-cap=4096"]
     ).build_options()
-    assert o.limits.daily_token_budget == 5000 and o.limits.budget_for("teacher") == 0
+    assert o.limits.default.daily_token_budget == 5000 and o.limits.budget_for("teacher") == 0
     # the command line wins over the file
-    assert o.limits.max_tokens_cap == 4096 and o.limits.max_tokens_policy == "reject"
+    assert o.limits.default.max_tokens_cap == 4096 and o.limits.max_tokens_policy == "reject"
     assert list(o.settings.forward_headers) == ["anthropic-version", "x-fake-*"]
 
 

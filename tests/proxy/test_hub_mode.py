@@ -1,7 +1,7 @@
 """Hub mode: a token works only while its server runs, and only for the current session.
 
-The hub side is a small stand-in for JupyterHub's REST API (``GET /users?state=active`` with
-pagination, ``GET /user``), shaped like JupyterHub 5/6 answers it.
+The hub side is a small stand-in for JupyterHub's REST API (``GET /users?state=active`` and
+``GET /groups`` with pagination, ``GET /user``), shaped like JupyterHub 5/6 answers it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def iso(ts: float) -> str:
 class FakeHub:
     servers: dict[str, dict[str, float]] = field(default_factory=dict)  # user -> server -> started
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)  # api token -> user model
+    groups: list[dict[str, Any]] = field(default_factory=list)  # group models, as the hub's
     polls: int = 0
     down: bool = False
     url: str = ""
@@ -71,6 +72,25 @@ class FakeHub:
             }
         )
 
+    async def groups_list(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"token {HUB_TOKEN}":
+            return web.json_response({"status": 403}, status=403)
+        offset, limit = int(request.query.get("offset", 0)), int(request.query.get("limit", 200))
+        page = self.groups[offset : offset + limit]
+        more = offset + limit < len(self.groups)
+        nxt = {"offset": offset + limit, "limit": limit} if more else None
+        return web.json_response(
+            {
+                "items": page,
+                "_pagination": {
+                    "offset": offset,
+                    "limit": limit,
+                    "total": len(self.groups),
+                    "next": nxt,
+                },
+            }
+        )
+
     async def user(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
         model = self.tokens.get(auth.removeprefix("token "))
@@ -85,6 +105,7 @@ async def hub() -> AsyncIterator[FakeHub]:
     app = web.Application()
     app.router.add_get("/hub/api/users", fake.users)
     app.router.add_get("/hub/api/user", fake.user)
+    app.router.add_get("/hub/api/groups", fake.groups_list)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
