@@ -17,7 +17,7 @@ from tornado import web
 
 from . import service
 from .catalogue import Catalogue
-from .handlers import resolve_hub_user
+from .handlers import resolve_hub_user, sees_everything
 from .service import ServiceState
 
 #: The admin page's template (``templates/admin.html``), loaded once. Autoescaped: user
@@ -93,7 +93,7 @@ class AdminPageHandler(_OAuthPage):
     @web.authenticated
     async def get(self) -> None:
         user = self.current_user
-        if not (user and user.get("kind", "user") == "user" and user.get("admin")):
+        if not sees_everything(user):
             raise web.HTTPError(403, "admins only")
         html = render_admin_page(
             self.state.catalogue,
@@ -111,7 +111,7 @@ class AdminPageCSVHandler(_OAuthPage):
     @web.authenticated
     async def get(self) -> None:
         user = self.current_user
-        if not (user and user.get("kind", "user") == "user" and user.get("admin")):
+        if not sees_everything(user):
             raise web.HTTPError(403, "admins only")
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", 'attachment; filename="claudehub-progress.csv"')

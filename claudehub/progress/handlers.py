@@ -33,6 +33,7 @@ from .assets import (
     scaled,
 )
 from .bundle import BundleTooLarge, build_bundle
+from .classes import ALL, class_access
 from .service import ServiceError, ServiceState
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,12 @@ QUIZ_ID = r"([^/]{1,255})"
 #: an asset path: anything (tornado has URL-decoded it); assets.clean_relative_path checks it
 ASSET_PATH = r"(.{1,1024})"
 MAX_WAIT = 60.0
+
+
+def sees_everything(user: dict[str, Any] | None) -> bool:
+    """Whether ``user`` (a hub user model with its token's scopes) may see every learner's
+    progress (the admin page and routes): a hub admin, or an operator."""
+    return class_access(user) == ALL
 
 
 async def resolve_hub_user(handler: Any) -> dict[str, Any] | None:
@@ -87,8 +94,9 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):  # type: ignore[misc, u
 
     @property
     def is_admin(self) -> bool:
-        model = self.current_user
-        return bool(model and model.get("kind", "user") == "user" and model.get("admin"))
+        """A hub admin, or an operator (every class's read scope: admins who may not attach
+        to servers are operators, claudehub.hub.classes)."""
+        return sees_everything(self.current_user)
 
     def check_xsrf_cookie(self) -> None:
         # token-authenticated API: no cookies are used, so there is nothing to forge

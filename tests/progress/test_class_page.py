@@ -76,6 +76,12 @@ configure_classes(c, ClassSettings(classes={{
     "alpha": {{"learners": ["alice", "carol"], "instructors": ["tina"]}},
     "beta": {{"learners": ["bob", "carol"], "instructors": ["ben"]}},
 }}))
+# opal is staff who may not attach: the role configure_classes gives admins when
+# admins_attach_servers is off (which the dummy authenticator here would also allow)
+from claudehub.hub.classes import OPERATOR_SCOPES
+c.JupyterHub.load_roles.append(
+    {{"name": "claudehub-operator", "scopes": list(OPERATOR_SCOPES), "users": ["opal"]}}
+)
 """
 
 PREFIX = "/services/progress/"
@@ -254,6 +260,14 @@ async def test_instructors_see_their_class_only_and_learners_none(
     # the admin sees both; a class that does not exist is 404 for them
     for name in ("alpha", "beta"):
         assert (await _get(base + f"classes/{name}", tokens["root"]))[0] == 200
+    # an operator (an admin who may not attach) sees every class and the admin routes,
+    # which instructors and learners may not
+    opal = await hub.token_for("opal")
+    for route in ["classes/alpha", "classes/beta", "api/admin/progress", "api/admin/errors"]:
+        assert (await _get(base + route, opal))[0] == 200, route
+        if route.startswith("api/admin"):
+            for user in ("tina", "alice"):
+                assert (await _get(base + route, tokens[user]))[0] == 403, (user, route)
     assert (await _get(base + "classes/nosuch", tokens["root"]))[0] == 404
     status, body = await _get(base + "classes/", tokens["root"])
     assert "alpha" in body and "beta" in body
