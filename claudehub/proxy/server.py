@@ -97,9 +97,10 @@ class KeyProxyServer:
     def set_api_key(self, key: str) -> None:
         """Install a (new) real key; requests from now on use it."""
         key = key.strip()
-        self.settings.api_key = key
         if "\r" in key or "\n" in key:
+            # checked before anything is replaced: the key in use stays in use
             raise ValueError("the API key contains a line break")
+        self.settings.api_key = key
         self.fixed_head = (
             b"host: "
             + self.target.host_header

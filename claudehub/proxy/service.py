@@ -29,6 +29,15 @@ from claudehub.proxy.usage import UsageRecorder, UsageStore, day_string
 log = logging.getLogger("claudehub.proxy")
 
 
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    """What tells a changed (or swapped-in) file apart; None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 @dataclass
 class KeyProxyOptions:
     """Everything a :class:`KeyProxy` needs. Hub mode is on when both hub fields are set."""
@@ -62,6 +71,10 @@ class KeyProxy:
         self.options = options
         o = options
         self.metrics = Metrics()
+        # Stamped before they are read: a file replaced from here on is read again by the
+        # watcher, however late its first look.
+        self._key_stamp = _stamp(o.api_key_file) if o.api_key_file else None
+        self._secret_stamp = _stamp(o.token_secret_file) if o.token_secret_file else None
         if o.api_key_file:
             o.settings.api_key = self._read_key_file()
         secret = load_token_secret(o.token_secret, o.token_secret_file)
@@ -198,16 +211,8 @@ class KeyProxy:
     async def _watch_files(self) -> None:
         """Re-read the key and secret files when they change (rotation without restart)."""
         o = self.options
-
-        def stamp(path: str) -> tuple[int, int, int] | None:
-            try:
-                st = os.stat(path)
-            except OSError:
-                return None
-            return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-        key_stamp = stamp(o.api_key_file) if o.api_key_file else None
-        secret_stamp = stamp(o.token_secret_file) if o.token_secret_file else None
+        stamp = _stamp
+        key_stamp, secret_stamp = self._key_stamp, self._secret_stamp
         if o.api_key_file and self.server.has_key:
             self.metrics.count_key_reload()
         while True:

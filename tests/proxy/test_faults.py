@@ -240,6 +240,46 @@ async def test_key_file_is_re_read_when_it_changes(
     ]
 
 
+async def test_a_broken_key_file_keeps_the_key_in_use(
+    fake_upstream: FakeAnthropic,
+    start_proxy: StartProxy,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rotated file holding two lines (a botched copy) is refused as a whole."""
+    key_file = tmp_path / "anthropic-key"
+    key_file.write_text("sk-ant-first-key\n")
+    proxy = await start_proxy(
+        fake_upstream.url, api_key="", api_key_file=str(key_file), file_poll_interval=0.05
+    )
+    caplog.set_level("ERROR", logger="claudehub.proxy")
+    new = tmp_path / "anthropic-key.new"
+    new.write_text("sk-ant-second-key\nsk-ant-third-key\n")
+    new.replace(key_file)
+    await eventually(lambda: any("line break" in r.getMessage() for r in caplog.records))
+    assert proxy.server.has_key
+    assert (await call(http, proxy.url))[0] == 200
+    assert [r.credential for r in fake_upstream.requests] == ["sk-ant-first-key"]
+    assert not any("sk-ant-" in r.getMessage() for r in caplog.records)  # never logged
+
+    # a proxy that had no key yet still has none: the operator's message, not an upstream 401
+    empty = tmp_path / "empty-key"
+    empty.write_text("")
+    keyless = await start_proxy(
+        fake_upstream.url, api_key="", api_key_file=str(empty), file_poll_interval=0.05
+    )
+    broken = tmp_path / "empty-key.new"
+    broken.write_text("sk-ant-a\r\nsk-ant-b\n")
+    broken.replace(empty)
+    errors = sum("line break" in r.getMessage() for r in caplog.records)
+    await eventually(lambda: sum("line break" in r.getMessage() for r in caplog.records) > errors)
+    assert not keyless.server.has_key
+    status, body = await call(http, keyless.url)
+    assert status == 401 and b"no Anthropic API key configured" in body
+    assert len(fake_upstream.requests) == 1
+
+
 @pytest.fixture
 def tls_cert(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
