@@ -3,8 +3,8 @@ form and the terminal websocket, the real Claude CLI, a fake upstream (local mod
 
 Starts ``jupyterhub -f hub_config/local_config.py`` in a fresh state folder, then for every
 learner at the same moment: log in through the login form, post the course picker's form
-(the example course), wait on the hub's REST API until the server is ready, open
-``/user/<name>/claude/terminal`` with subprotocol ``claudehub.v2`` as the page does, wait for
+(the example course), wait on the hub's progress event stream until the server is ready (as
+the spawn-pending page does), open ``/user/<name>/claude/terminal`` with subprotocol ``claudehub.v2`` as the page does, wait for
 Claude's prompt (PROMPT), type a question (Enter once it is echoed, as a learner types) and wait
 for the fake upstream's answer. Per learner it measures login → prompt and question → answer;
 for the whole run the CPU seconds every process kind spent from the first login to the last
@@ -48,8 +48,8 @@ ANSWER = "Attention weighs every token against the others, zebracorn"
 TICK = os.sysconf("SC_CLK_TCK")
 PROMPT = "\u276f"  # Claude Code's input prompt
 MIN_FREE_MB = 1500
-#: how often a waiting learner asks the hub whether the server is ready (the real page
-#: listens to the progress event stream instead; a faster poll costs the hub CPU)
+#: how often a waiting learner asks the hub whether the server is ready, when the progress
+#: event stream (what the real page listens to) ended before it said so
 POLL_SECONDS = 2.0
 KINDS = ("hub", "chp", "keyproxy", "course service", "single-user server", "claude cli")
 
@@ -154,6 +154,33 @@ def pss_per_user(hub: int) -> dict[str, dict[str, int]]:
     return out
 
 
+async def wait_ready(
+    s: aiohttp.ClientSession, url: str, name: str, headers: dict[str, str]
+) -> str | None:
+    """Wait for the learner's server as the spawn-pending page does: the progress event
+    stream until an event says ready or failed. None when ready, else the failure. If the
+    stream ends early (the hub restarts it), ask the REST API every POLL_SECONDS."""
+    api = f"{url}/hub/api/users/{name}"
+    async with s.get(f"{api}/server/progress", headers=headers) as r:
+        if r.status == 200:
+            async for line in r.content:
+                if not line.startswith(b"data:"):
+                    continue
+                event = json.loads(line[5:])
+                if event.get("ready"):
+                    return None
+                if event.get("failed"):
+                    return str(event.get("message", "failed"))
+    while True:
+        info = await (await s.get(api, headers=headers)).json()
+        server = info.get("servers", {}).get("")
+        if server and server.get("ready"):
+            return None
+        if not server and not info.get("pending"):
+            return "no server, not pending"
+        await asyncio.sleep(POLL_SECONDS)
+
+
 async def learner_run(url: str, who: Learner, t_start: float) -> None:
     jar = aiohttp.CookieJar(unsafe=True)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
@@ -182,19 +209,16 @@ async def learner_run(url: str, who: Learner, t_start: float) -> None:
             who.error = f"spawn form: {r.status} {(await r.text())[:300]}"
             return
         headers = {"X-XSRFToken": xsrf}
-        while True:
-            info = await (await s.get(f"{url}/hub/api/users/{who.name}", headers=headers)).json()
-            server = info.get("servers", {}).get("")
-            if server and server.get("ready"):
-                break
-            if not server and not info.get("pending"):
-                # the spawn failed: the page the learner sees says why
-                pending = await s.get(f"{url}/hub/spawn-pending/{who.name}")
-                text = await pending.text()
-                m = re.search(r"Spawn failed[^<]*", text)
-                who.error = m.group(0) if m else "spawn failed (no server, not pending)"
-                return
-            await asyncio.sleep(POLL_SECONDS)
+        # The spawn-pending page listens to the hub's progress event stream until the server
+        # is ready (JupyterHub's own page does this, and so do claudehub's templates).
+        failed = await wait_ready(s, url, who.name, headers)
+        if failed is not None:
+            # the spawn failed: the page the learner sees says why
+            pending = await s.get(f"{url}/hub/spawn-pending/{who.name}")
+            text = await pending.text()
+            m = re.search(r"Spawn failed[^<]*", text)
+            who.error = m.group(0) if m else f"spawn failed: {failed}"
+            return
         # The Claude page, as the browser loads it: the server's OAuth with the hub sets the
         # cookie the websocket is authenticated with.
         r = await s.get(f"{url}/user/{who.name}/claude")
