@@ -58,6 +58,9 @@ KINDS = ("hub", "chp", "keyproxy", "course service", "single-user server", "clau
 class Learner:
     name: str
     prompt_s: float | None = None
+    #: from the Claude page's websocket opening to Claude's prompt: what starting Claude
+    #: with the server (before the page connects) could take off the wait at most
+    ws_prompt_s: float | None = None
     answer_s: float | None = None
     error: str = ""
     spawn_429s: int = 0
@@ -229,6 +232,7 @@ async def learner_run(url: str, who: Learner, t_start: float) -> None:
         async with s.ws_connect(
             ws_url, protocols=("claudehub.v2",), origin=url, headers=headers, max_msg_size=0
         ) as ws:
+            t_ws = time.monotonic()
             await ws.send_str(json.dumps(["set_size", 40, 120]))
             screen = ""
             asked = sent_enter = False
@@ -248,6 +252,7 @@ async def learner_run(url: str, who: Learner, t_start: float) -> None:
                 screen = screen[-20000:]
                 if not asked and PROMPT in screen:
                     who.prompt_s = time.monotonic() - t_start
+                    who.ws_prompt_s = time.monotonic() - t_ws
                     screen = ""
                     await ws.send_str(json.dumps(["stdin", QUESTION]))
                     asked = True
@@ -385,6 +390,10 @@ def report(
     print(f"users {n}: {len(ok)} answered, {len(failed)} failed, cores {os.cpu_count()}")
     if prompts:
         print(f"login -> prompt   p50 {pct(prompts, 0.5):6.1f} s  p95 {pct(prompts, 0.95):6.1f} s")
+    ws_prompts = [w.ws_prompt_s for w in learners if w.ws_prompt_s is not None]
+    if ws_prompts:
+        p50, p95 = pct(ws_prompts, 0.5), pct(ws_prompts, 0.95)
+        print(f"terminal open -> prompt p50 {p50:6.1f} s  p95 {p95:6.1f} s")
     if answers:
         print(f"question -> answer p50 {pct(answers, 0.5):6.1f} s  p95 {pct(answers, 0.95):6.1f} s")
     if took:
