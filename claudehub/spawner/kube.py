@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import posixpath
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from kubernetes_asyncio.client import ApiException, V1PersistentVolumeClaim, V1Pod
 from kubespawner import KubeSpawner
@@ -36,6 +36,7 @@ from . import codec, objects
 from .common import FORM_TEMPLATES, SandboxSpawnerMixin, scrub_environment
 from .common import render_options_form as _sandbox_form
 from .podstatus import progress_message, start_failure
+from .startqueue import StartQueue, waiting_message
 
 #: Name KubeSpawner gives the main container.
 MAIN_CONTAINER = "notebook"
@@ -137,6 +138,33 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
         help="runtimeClassName for sandbox pods with a GPU (e.g. 'nvidia' on k3s).",
     ).tag(config=True)
 
+    start_slots = Int(
+        0,
+        help="""Sandboxes of this hub starting at once, from the pod's creation until it
+        runs; later starts wait their turn, first come first served, and the start-up page
+        tells each learner how many are ahead. A class logging in at once then gets its
+        sandboxes a few at a time instead of JupyterHub's concurrent_spawn_limit refusing
+        the rest with an error page (set that limit above the class size). The wait counts
+        against start_timeout. 0: no queue.""",
+    ).tag(config=True)
+
+    sandbox_start_timeout = Int(
+        0,
+        help="""Seconds one sandbox may take from its pod's creation until it runs, within
+        start_timeout (which also covers the wait for a start slot). 0: whatever is left of
+        start_timeout. A pod stuck longer fails with a message and hands its slot on.""",
+    ).tag(config=True)
+
+    @validate("start_slots", "sandbox_start_timeout")
+    def _slots_not_negative(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        if value < 0:
+            raise ValueError(f"{proposal['trait'].name} must be 0 or more, got {value}")
+        return value
+
+    #: the hub's one queue of starts (every spawner of the process shares it)
+    _start_queue: ClassVar[StartQueue | None] = None
+
     # -- KubeSpawner defaults that make sense for claudehub ----------------------------
 
     @default("image")
@@ -208,6 +236,7 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._starting = False
+        self._ticket: asyncio.Future[None] | None = None
 
     # -- environment -------------------------------------------------------------------
 
@@ -417,16 +446,38 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
                 raise SandboxStartError(problem)
         return bool(super().is_pod_running(pod))
 
+    def _queue(self) -> StartQueue:
+        queue = ClaudeSpawner._start_queue
+        if queue is None or queue.slots != self.start_slots:
+            queue = ClaudeSpawner._start_queue = StartQueue(self.start_slots)
+        return queue
+
+    def _set_ticket(self, ticket: asyncio.Future[None] | None) -> None:
+        self._ticket = ticket
+
     async def _start(self) -> Any:
+        self._ticket = None
+        until = asyncio.get_running_loop().time() + self.start_timeout
+        if self.start_slots <= 0:
+            return await self._start_pod(until)
+        # The slot is held until the pod runs (or fails): the next learner's pod is
+        # created as this one's is done.
+        async with self._queue().slot(self._set_ticket):
+            return await self._start_pod(until)
+
+    async def _start_pod(self, until: float) -> Any:
         self._starting = True
+        left = until - asyncio.get_running_loop().time()
         # Give up a little before JupyterHub does, so the user reads why.
-        deadline = max(1.0, self.start_timeout - min(5.0, self.start_timeout * 0.1))
+        budget = max(1.0, left - min(5.0, self.start_timeout * 0.1))
+        if self.sandbox_start_timeout:
+            budget = min(budget, self.sandbox_start_timeout)
         try:
-            return await asyncio.wait_for(super()._start(), deadline)
+            return await asyncio.wait_for(super()._start(), budget)
         except TimeoutError as e:
             where = progress_message(self._current_pod()).rstrip("…")
             raise SandboxStartError(
-                f"Your sandbox did not start within {self.start_timeout} seconds "
+                f"Your sandbox did not start within {budget:.0f} seconds "
                 f"(last step: {where}). Please try again in a few minutes; if it keeps "
                 "happening, tell your operator."
             ) from e
@@ -440,7 +491,11 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
         while True:
             future = self._start_future
             done = future is not None and future.done()
-            message = progress_message(self._current_pod())
+            ticket = self._ticket
+            if ticket is not None and not ticket.done() and not done:
+                message = waiting_message(self._queue().ahead_of(ticket))
+            else:
+                message = progress_message(self._current_pod())
             if message != last:
                 last = message
                 step += 1

@@ -140,3 +140,13 @@ def waiting_message(ahead: int) -> str:
         return "Many learners are starting at once: you are next in the queue."
     others = "learner is" if ahead == 1 else "learners are"
     return f"Many learners are starting at once: {ahead} {others} ahead of you in the queue."
+
+
+def queued_start_timeout(single_start: int, slots: int, starting: int) -> int:
+    """``Spawner.start_timeout`` for a hub whose starts queue ``slots`` at a time while at
+    most ``starting`` start at once (JupyterHub's ``concurrent_spawn_limit``; 0: no bound):
+    each wave of ``slots`` may take ``single_start``, so the last learner's wait and start
+    fit. Without a queue or a bound it is ``single_start``."""
+    if slots <= 0 or starting <= slots:
+        return single_start
+    return single_start * math.ceil(starting / slots)

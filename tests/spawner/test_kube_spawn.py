@@ -546,3 +546,99 @@ async def test_a_leftover_pod_of_the_same_name_is_replaced(
     assert await asyncio.wait_for(start, 10) == "http://10.42.0.7:8888"
     live = cluster.emulator.live("pods", cluster.namespace, "claudehub-nina")
     assert live is not None and live["spec"]["containers"][0]["image"] == IMAGE
+
+
+@pytest.mark.asyncio
+async def test_a_class_logging_in_at_once_waits_in_the_queue(
+    cluster: Cluster, make_spawner: MakeSpawner
+) -> None:
+    """With one start slot, three learners' pods are created one after another; the
+    waiting learners are told their place; a start that fails hands its slot on."""
+    ns = cluster.namespace
+    spawners = [make_spawner(name, start_slots=1) for name in ("q-ann", "q-ben", "q-cat")]
+    for spawner in spawners:
+        await spawner.apply_sandbox_options({})
+    first, second, third = spawners
+    messages: dict[str, list[str]] = {s.user.name: [] for s in spawners}
+
+    async def collect(spawner: ClaudeSpawner) -> None:
+        async for event in spawner.progress():
+            messages[spawner.user.name].append(event["message"])
+
+    starts = []
+    for spawner in spawners:
+        starts.append(asyncio.ensure_future(spawner.start()))
+        await asyncio.sleep(0.05)  # in this order
+    collectors = [asyncio.ensure_future(collect(s)) for s in spawners]
+
+    async def until(name: str, text: str) -> None:
+        for _ in range(200):
+            if text in messages[name]:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{text!r} never shown to {name}; got {messages[name]}")
+
+    pod = await cluster.kubelet.wait_for_pod(ns, first.pod_name)
+    ahead = "Many learners are starting at once: 1 learner is ahead of you in the queue."
+    await until("q-cat", ahead)
+    await until("q-ben", "Many learners are starting at once: you are next in the queue.")
+    assert await cluster.kubelet.get_pod(ns, second.pod_name) is None
+    assert await cluster.kubelet.get_pod(ns, third.pod_name) is None
+
+    # the first learner's image cannot be pulled: they are told, and the next one starts
+    await cluster.kubelet.set_status(
+        ns, pod["metadata"]["name"], waiting_status(pod, "notebook", "ErrImagePull", "no")
+    )
+    with pytest.raises(SandboxStartError):
+        await asyncio.wait_for(starts[0], 10)
+    await until("q-cat", "Many learners are starting at once: you are next in the queue.")
+    await cluster.kubelet.wait_for_pod(ns, second.pod_name)
+    assert await cluster.kubelet.get_pod(ns, third.pod_name) is None
+    await cluster.kubelet.run(ns, second.pod_name)
+    await asyncio.wait_for(starts[1], 10)
+    await cluster.kubelet.run(ns, third.pod_name)
+    await asyncio.wait_for(starts[2], 10)
+    await asyncio.wait_for(asyncio.gather(*collectors[1:]), 10)
+    assert ClaudeSpawner._start_queue is not None and ClaudeSpawner._start_queue.busy == 0
+    for spawner in spawners:
+        await spawner.stop(now=True)
+    collectors[0].cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_stuck_start_gives_its_slot_to_the_next_learner(
+    cluster: Cluster, make_spawner: MakeSpawner
+) -> None:
+    """A pod that cannot be scheduled fails after sandbox_start_timeout, not after the
+    whole queue's start_timeout, and the learner waiting behind it starts."""
+    ns = cluster.namespace
+    stuck, next_ = (
+        make_spawner(name, start_slots=1, sandbox_start_timeout=1, start_timeout=60)
+        for name in ("s-ada", "s-bo")
+    )
+    for spawner in (stuck, next_):
+        await spawner.apply_sandbox_options({})
+    first = asyncio.ensure_future(stuck.start())
+    pod = await cluster.kubelet.wait_for_pod(ns, stuck.pod_name)
+    second = asyncio.ensure_future(next_.start())
+    unschedulable = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 Insufficient cpu.",
+            }
+        ],
+    }
+    await cluster.kubelet.set_status(ns, pod["metadata"]["name"], unschedulable)
+    await asyncio.sleep(0.3)
+    assert await cluster.kubelet.get_pod(ns, next_.pod_name) is None  # waits its turn
+    with pytest.raises(SandboxStartError, match="did not start within 1 seconds"):
+        await asyncio.wait_for(first, 10)
+    await cluster.kubelet.wait_for_pod(ns, next_.pod_name)
+    await cluster.kubelet.run(ns, next_.pod_name)
+    await asyncio.wait_for(second, 10)
+    for spawner in (stuck, next_):
+        await spawner.stop(now=True)
