@@ -22,6 +22,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from tornado.httpclient import AsyncHTTPClient
+from traitlets import TraitError
+
 from claudehub.contract.hub import (
     CULLER_SERVICE,
     KEYPROXY_SERVICE,
@@ -30,6 +33,8 @@ from claudehub.contract.hub import (
     USER_EXTRA_SCOPES,
     service_roles,
 )
+from claudehub.contract.limits import parse_limits
+from claudehub.spawner.startqueue import queued_start_timeout
 
 from .classes import ClassSettings, configure_classes
 from .pages import configure_pages
@@ -151,6 +156,54 @@ def configure_auth(c: Any, auth: Mapping[str, Any], environ: Mapping[str, str]) 
         )
 
 
+#: The settings file's (and the chart's) names of a class's limits, and the contract's.
+LIMIT_NAMES = {
+    "dailyTokenBudget": "daily_token_budget",
+    "rateLimitPerMinute": "rate_limit_per_minute",
+    "rateLimitBurst": "rate_limit_burst",
+    "allowedModels": "allowed_models",
+}
+
+
+def class_settings(settings: Mapping[str, Any]) -> ClassSettings:
+    """:class:`ClassSettings` from the settings file's ``classes``,
+    ``auth.adminsAttachServers`` and ``services.progress.tutorCompletionsCount``; one the
+    file leaves out (None) comes from the hub's environment (the traits' defaults).
+
+    Raises :class:`~claudehub.hub.settings.SettingsError` naming the class and limit.
+    """
+    given: dict[str, Any] = {}
+    if settings["classes"] is not None:
+        classes = {}
+        for name, spec in settings["classes"].items():
+            where = f"classes.{name}.limits"
+            limits = {LIMIT_NAMES[k]: v for k, v in spec["limits"].items()}
+            try:
+                # the contract's own check, so the key proxy reads what the hub writes
+                checked = parse_limits(limits, where)
+            except ValueError as e:
+                raise SettingsError(str(e)) from None
+            classes[name] = {
+                "learners": list(spec["learners"]),
+                "instructors": list(spec["instructors"]),
+                **({"limits": checked} if checked else {}),
+            }
+        given["classes"] = classes
+    if settings["auth"]["adminsAttachServers"] is not None:
+        given["admins_attach_servers"] = settings["auth"]["adminsAttachServers"]
+    tutor = settings["services"]["progress"]["tutorCompletionsCount"]
+    if tutor is not None:
+        given["tutor_completions_count"] = tutor
+    try:
+        result = ClassSettings(**given)
+        # The environment fallbacks are read (and checked) on first use: here, so a bad
+        # CLAUDEHUB_CLASSES stops the hub with one line like a bad settings file.
+        _ = (result.classes, result.admins_attach_servers, result.tutor_completions_count)
+    except (TraitError, ValueError) as e:
+        raise SettingsError(str(e)) from None
+    return result
+
+
 def configure_spawner(c: Any, spawner: Mapping[str, Any]) -> None:
     """ClaudeSpawner settings: image, namespace, resources, storage, URLs, profiles."""
     from claudehub.spawner.kube import ClaudeSpawner
@@ -189,7 +242,8 @@ def configure_kubernetes(
 ) -> None:
     """Fill JupyterHub config ``c`` for Kubernetes mode from checked ``settings``.
 
-    Raises :class:`~claudehub.hub.settings.SettingsError` naming a missing secret.
+    Raises :class:`~claudehub.hub.settings.SettingsError` naming a missing secret or a
+    class setting the hub cannot use.
     """
     env = os.environ if environ is None else environ
     hub = settings["hub"]
@@ -225,9 +279,29 @@ def configure_kubernetes(
 
     configure_auth(c, settings["auth"], env)
     configure_spawner(c, settings["spawner"])
+    # Within those limits, pods are created startSlots at a time and the others wait their
+    # turn, told their place (claudehub.spawner.startqueue): a class logging in at once gets
+    # its sandboxes later rather than an error page. The wait counts against start_timeout,
+    # which grows by one startTimeout per wave; each pod still has startTimeout to run.
+    starting = min(
+        [n for n in (limits["concurrentSpawnLimit"], limits["maxActiveSessions"]) if n] or [0]
+    )
+    c.ClaudeSpawner.start_slots = limits["startSlots"]
+    c.ClaudeSpawner.sandbox_start_timeout = settings["spawner"]["startTimeout"]
+    c.ClaudeSpawner.start_timeout = queued_start_timeout(
+        settings["spawner"]["startTimeout"], limits["startSlots"], starting
+    )
+    # The spawner (course bundles) and the picker (courses, progress) call the course service
+    # with tornado's shared client, which queues beyond max_clients (10) and fails a request
+    # that waited 20 s there ("599: Timeout in request queue"): let every start through.
+    AsyncHTTPClient.configure(None, max_clients=max(10, limits["concurrentSpawnLimit"]))
     services, roles = services_and_roles(settings, env)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
-    # Classes and instructors (docs/instructors.md; CLAUDEHUB_CLASSES in the hub's
-    # environment): last, once the services and roles are set.
-    configure_classes(c, ClassSettings())
+    # Classes, instructors and the admins' access to servers (docs/instructors.md): last,
+    # once the services and roles are set.
+    classes = class_settings(settings)
+    try:
+        configure_classes(c, classes)
+    except ValueError as e:  # admins may not attach, with the shared password (from the env)
+        raise SettingsError(f"auth.adminsAttachServers: {e}") from None

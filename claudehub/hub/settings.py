@@ -5,16 +5,21 @@ and mounts it at ``/etc/claudehub/values.yaml``; ``$CLAUDEHUB_CONFIG`` may point
 It holds no secret: secrets reach the hub as environment variables and files.
 
 :data:`SCHEMA` is the single description of what the file may contain. Every key is optional
-(its default is shown there) unless marked :class:`Required`; an unknown key, a value of the
-wrong type or out of range stops the hub at start with a message naming the key, e.g.::
+(its default is shown there) unless marked :class:`Required`; a default of None means "not
+set here": the class settings then come from the hub's environment, as
+:class:`~claudehub.hub.classes.ClassSettings` reads it. An unknown key, a value of the wrong
+type or out of range stops the hub at start with a message naming the key, e.g.::
 
     claudehub settings (/etc/claudehub/values.yaml): limits.maxActiveSessions: must be an
     integer >= 0, got -1
+    claudehub settings (...): classes.physics.limits.dailyTokenBudget: must be an integer >= 0,
+    got -5
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -22,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .classes import CLASS_NAME
 
 DEFAULT_PATH = "/etc/claudehub/values.yaml"
 
@@ -75,6 +82,20 @@ def boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise _fail(key, "must be true or false", value)
     return value
+
+
+def number(minimum: float = 0) -> Check:
+    def check(key: str, value: Any) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < minimum
+        ):
+            raise _fail(key, f"must be a number >= {minimum:g}", value)
+        return float(value)
+
+    return check
 
 
 def strings(key: str, value: Any) -> list[str]:
@@ -166,6 +187,8 @@ SCHEMA: dict[str, Any] = {
         "type": ("password", string(choices=("github", "password"))),
         "admins": ([], strings),
         "allowedUsers": ([], strings),
+        # None: from the hub's environment (ClassSettings.admins_attach_servers)
+        "adminsAttachServers": (None, boolean),
         "github": {
             "callbackUrl": ("", string(URL)),
             "allowedOrganizations": ([], strings),
@@ -196,6 +219,7 @@ SCHEMA: dict[str, Any] = {
     "limits": {
         "maxActiveSessions": (4, integer(0)),
         "concurrentSpawnLimit": (4, integer(0)),
+        "startSlots": (4, integer(0)),
     },
     "culling": {
         "enabled": (True, boolean),
@@ -210,9 +234,75 @@ SCHEMA: dict[str, Any] = {
         "progress": {
             "url": Required(string(URL)),
             "apiTokenEnv": ("CLAUDEHUB_PROGRESS_API_TOKEN", string(r"[A-Z_][A-Z0-9_]*")),
+            # None: from the hub's environment (ClassSettings.tutor_completions_count)
+            "tutorCompletionsCount": (None, boolean),
         },
     },
+    # None: from the hub's environment (ClassSettings.classes, CLAUDEHUB_CLASSES)
+    "classes": (None, lambda k, v: _classes(k, v)),
 }
+
+#: A class's key proxy limits in the settings file; each is optional (left out: the class
+#: does not set it). claudehub.hub.kubernetes maps them onto claudehub.contract.limits.
+CLASS_LIMITS: dict[str, Check] = {
+    "dailyTokenBudget": integer(0),
+    "rateLimitPerMinute": number(0),
+    "rateLimitBurst": integer(0),
+    "allowedModels": lambda k, v: _models(k, v),
+}
+
+
+def _models(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _fail(key, "must be a list of model names or patterns (empty: every model)", value)
+    return list(value)
+
+
+def _classes(key: str, value: Any) -> dict[str, dict[str, Any]]:
+    """``{<class>: {learners, instructors, limits}}``; limits keep only the fields given."""
+    if not isinstance(value, dict):
+        raise _fail(key, "must be a mapping of class names to their members", value)
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in value.items():
+        if not isinstance(name, str) or not re.fullmatch(CLASS_NAME, name):
+            raise _fail(
+                key,
+                "class names must be lower-case letters, digits, '-' or '_' (at most 63, "
+                "starting with a letter or digit)",
+                name,
+            )
+        where = f"{key}.{name}"
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            raise _fail(where, "must be a mapping with learners, instructors and limits", spec)
+        unknown = sorted(str(k) for k in set(spec) - {"learners", "instructors", "limits"})
+        if unknown:
+            raise SettingsError(
+                f"{where}.{unknown[0]}: unknown setting (known here: instructors, learners, limits)"
+            )
+        entry: dict[str, Any] = {
+            part: strings(f"{where}.{part}", spec[part]) if spec.get(part) is not None else []
+            for part in ("learners", "instructors")
+        }
+        limits = spec.get("limits")
+        if limits is None:
+            limits = {}
+        if not isinstance(limits, dict):
+            raise _fail(f"{where}.limits", "must be a mapping of limits", limits)
+        unknown = sorted(str(k) for k in set(limits) - set(CLASS_LIMITS))
+        if unknown:
+            raise SettingsError(
+                f"{where}.limits.{unknown[0]}: unknown setting "
+                f"(known here: {', '.join(sorted(CLASS_LIMITS))})"
+            )
+        entry["limits"] = {
+            field: CLASS_LIMITS[field](f"{where}.limits.{field}", raw)
+            for field, raw in limits.items()
+            if raw is not None
+        }
+        out[name] = entry
+    return out
 
 
 def _pull_secrets(key: str, value: Any) -> list[str]:
@@ -263,6 +353,11 @@ def validate(data: Any) -> dict[str, Any]:
         raise SettingsError(f"spawner.profiles: slugs must be unique, got {slugs!r}")
     if sum(1 for p in profiles if p["default"]) > 1:
         raise SettingsError("spawner.profiles: at most one profile may be the default")
+    if settings["auth"]["adminsAttachServers"] is False and settings["auth"]["type"] == "password":
+        raise SettingsError(
+            "auth.adminsAttachServers: false needs auth.type github: the shared-password "
+            "login knows admins only by the admin password, which makes them hub admins"
+        )
     if settings["auth"]["type"] == "github":
         github = settings["auth"]["github"]
         if not github["callbackUrl"]:

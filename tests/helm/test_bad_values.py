@@ -104,6 +104,39 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["/progress/courses/0/id"],
     ),
     ("bad digest", {"image": {"digest": "latest"}}, ["/image/digest"]),
+    ("class name with capitals", {"classes": {"Physics": {}}}, ["'Physics'", "pattern"]),
+    ("class name with a slash", {"classes": {"a/b": {}}}, ["'a/b'", "pattern"]),
+    (
+        "unknown key in a class",
+        {"classes": {"physics": {"students": ["a"]}}},
+        ["/classes/physics", "'students'"],
+    ),
+    (
+        "snake_case limit name",
+        {"classes": {"physics": {"limits": {"daily_token_budget": 5}}}},
+        ["/classes/physics/limits", "'daily_token_budget'"],
+    ),
+    (
+        "negative class budget",
+        {"classes": {"physics": {"limits": {"dailyTokenBudget": -1}}}},
+        ["/classes/physics/limits/dailyTokenBudget", "minimum"],
+    ),
+    (
+        "fractional burst",
+        {"classes": {"physics": {"limits": {"rateLimitBurst": 1.5}}}},
+        ["/classes/physics/limits/rateLimitBurst"],
+    ),
+    (
+        "learners not a list",
+        {"classes": {"physics": {"learners": "alice"}}},
+        ["/classes/physics/learners"],
+    ),
+    (
+        "admins who may not attach, with the shared password",
+        {"auth": {"adminsAttachServers": False}},
+        ["auth.adminsAttachServers", "auth.type github"],
+    ),
+    ("tutor switch not a boolean", {"progress": {"tutorCompletionsCount": "no"}}, ["/progress"]),
     (
         "user volume over the LimitRange",
         {"sandbox": {"storage": {"capacity": "20Gi"}}},

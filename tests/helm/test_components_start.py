@@ -157,3 +157,24 @@ def test_key_proxy_starts_as_rendered_and_answers_its_probes(started: Any) -> No
     key_file = Path(keyproxy.env["ANTHROPIC_API_KEY_FILE"])
     assert key_file.read_text().startswith("sk-ant-")
     assert Path(keyproxy.env["CLAUDEHUB_TOKEN_SECRET_FILE"]).stat().st_size >= 32
+
+
+def test_the_course_services_admin_token_opens_the_key_proxys_usage(
+    started: Any, default: Rendering, tmp_path: Path
+) -> None:
+    """The class page's tokens column: the token the course service is given is one the
+    key proxy, as rendered, accepts for /usage (and a wrong one is refused)."""
+    keyproxy = started("claudehub-keyproxy")
+    progress = Container(default, "claudehub-progress", tmp_path / "progress-env", free_port())
+    url = f"http://127.0.0.1:{keyproxy.port}/usage"
+
+    def status(token: str) -> int:
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert status(progress.env["CLAUDEHUB_KEYPROXY_ADMIN_TOKEN"]) == 200
+    assert status("not-the-admin-token") in (401, 403)

@@ -102,7 +102,9 @@ def expected(rendering: Rendering) -> set[tuple[str, str, int, str]]:
     allow("sandbox", "keyproxy", *tcp(8080))
     allow("sandbox", "hub", *tcp(8081))
     allow("sandbox", "progress", *tcp(8080))
-    # The key proxy: reached by sandboxes only; reaches the Anthropic API and the hub.
+    # The key proxy: reached by sandboxes and by the course service (the class page's tokens
+    # column reads its admin /usage); reaches the Anthropic API and the hub.
+    allow("progress", "keyproxy", *tcp(8080))
     allow("keyproxy", "internet", *tcp(443))
     allow("keyproxy", "hub", *tcp(8081))
     # CHP: the public port for everyone (or the ingress controller); API for the hub.

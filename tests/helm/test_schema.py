@@ -43,12 +43,17 @@ def test_every_object_forbids_unknown_keys() -> None:
             assert definition.get("additionalProperties") is False, name
 
     # No object accepts arbitrary keys, except string-to-string maps (labels, annotations,
-    # node selectors), whose values the schema still types.
+    # node selectors), whose values the schema still types, and maps whose keys have a
+    # pattern (class names) and whose values are closed objects themselves.
     def walk(node: object, path: str) -> None:
         if isinstance(node, dict):
             if node.get("type") == "object":
                 extra = node.get("additionalProperties")
-                assert extra is False or extra == {"type": "string"}, path
+                if isinstance(extra, dict) and extra.get("type") == "object":
+                    assert node.get("propertyNames", {}).get("pattern"), path
+                    assert extra.get("additionalProperties") is False, path
+                else:
+                    assert extra is False or extra == {"type": "string"}, path
             for key, value in node.items():
                 walk(value, f"{path}/{key}")
         elif isinstance(node, list):

@@ -88,6 +88,12 @@ def test_services_and_chp_point_at_the_hub(prod: Rendering) -> None:
     _assert_points_at_service(prod, env["KEYPROXY_URL"], "keyproxy")
 
 
+def test_the_course_service_points_at_the_key_proxy(prod: Rendering) -> None:
+    # The class page's tokens column (the key proxy's admin /usage).
+    url = _env(prod, "prod-claudehub-progress")["CLAUDEHUB_KEYPROXY_URL"]
+    _assert_points_at_service(prod, url, "keyproxy")
+
+
 def test_services_listen_where_their_service_points(prod: Rendering) -> None:
     for deployment in ("prod-claudehub-keyproxy", "prod-claudehub-progress"):
         listen = urlsplit(_env(prod, deployment)["JUPYTERHUB_SERVICE_URL"])

@@ -104,6 +104,24 @@ def test_limits_one_server_per_user_and_keep_pods_across_restarts() -> None:
     assert c.JupyterHub.hub_connect_url == "http://claudehub-hub.claudehub.svc:8081"
 
 
+def test_a_class_logging_in_at_once_queues_for_start_slots() -> None:
+    """Starts beyond startSlots wait their turn; the hub waits long enough for the last
+    wave, while each pod keeps startTimeout of its own."""
+    settings = copy.deepcopy(SETTINGS)
+    settings["limits"] = {"maxActiveSessions": 120, "concurrentSpawnLimit": 100, "startSlots": 8}
+    c = configured(settings)
+    assert c.ClaudeSpawner.start_slots == 8
+    assert c.ClaudeSpawner.sandbox_start_timeout == 300
+    assert c.ClaudeSpawner.start_timeout == 300 * 13  # ceil(100 / 8) waves
+    # No bound on starting sessions: the active limit bounds the queue instead.
+    settings["limits"] = {"maxActiveSessions": 40, "concurrentSpawnLimit": 0, "startSlots": 8}
+    assert configured(settings).ClaudeSpawner.start_timeout == 300 * 5
+    # No queue: startTimeout as given.
+    settings["limits"] = {"maxActiveSessions": 40, "concurrentSpawnLimit": 40, "startSlots": 0}
+    c = configured(settings)
+    assert (c.ClaudeSpawner.start_slots, c.ClaudeSpawner.start_timeout) == (0, 300)
+
+
 def test_github_oauth() -> None:
     c = configured(SETTINGS)
     assert c.JupyterHub.authenticator_class == "github"
@@ -229,7 +247,8 @@ def test_spawner_settings_and_profiles() -> None:
         ),
         (
             {"sandbox": {}},
-            "sandbox: unknown setting (known here: auth, culling, hub, limits, proxy, services, spawner)",
+            "sandbox: unknown setting (known here: auth, classes, culling, hub, limits, proxy, "
+            "services, spawner)",
         ),
         ({"spawner": {"image": None}}, "spawner.image: required setting is missing"),
         (
@@ -243,6 +262,45 @@ def test_spawner_settings_and_profiles() -> None:
                 }
             },
             "anyone with a GitHub account could log in",
+        ),
+        (
+            {"classes": {"physics": {"limits": {"dailyTokenBudget": -5}}}},
+            "classes.physics.limits.dailyTokenBudget: must be an integer >= 0, got -5",
+        ),
+        (
+            {"classes": {"physics": {"limits": {"rateLimitPerMinute": "fast"}}}},
+            "classes.physics.limits.rateLimitPerMinute: must be a number >= 0, got 'fast'",
+        ),
+        (
+            {"classes": {"physics": {"limits": {"rateLimitBurst": True}}}},
+            "classes.physics.limits.rateLimitBurst: must be an integer >= 0, got True",
+        ),
+        (
+            {"classes": {"physics": {"limits": {"allowedModels": "claude-haiku-*"}}}},
+            "classes.physics.limits.allowedModels: must be a list of model names",
+        ),
+        (
+            {"classes": {"physics": {"limits": {"daily_token_budget": 5}}}},
+            "classes.physics.limits.daily_token_budget: unknown setting (known here: "
+            "allowedModels, dailyTokenBudget, rateLimitBurst, rateLimitPerMinute)",
+        ),
+        (
+            {"classes": {"physics": {"students": ["a"]}}},
+            "classes.physics.students: unknown setting (known here: instructors, learners, limits)",
+        ),
+        (
+            {"classes": {"physics": {"learners": "alice"}}},
+            "classes.physics.learners: must be a list of non-empty strings, got 'alice'",
+        ),
+        ({"classes": {"Physics": {}}}, "classes: class names must be lower-case letters"),
+        ({"classes": ["physics"]}, "classes: must be a mapping of class names"),
+        (
+            {"auth": {"type": "password", "adminsAttachServers": False}},
+            "auth.adminsAttachServers: false needs auth.type github",
+        ),
+        (
+            {"auth": {"adminsAttachServers": "no"}},
+            "auth.adminsAttachServers: must be true or false",
         ),
     ],
 )
@@ -324,3 +382,96 @@ def test_the_config_file_configures_the_hub(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "ClaudeSpawner" in result.stdout
     assert "active_server_limit = 4" in result.stdout.replace(":", " =")
+
+
+PHYSICS = {
+    "physics": {
+        "learners": ["bob", "carol"],
+        "instructors": ["tina"],
+        "limits": {"dailyTokenBudget": 50000, "rateLimitPerMinute": 2.5, "allowedModels": []},
+    },
+    "chemistry": {"learners": ["dan"]},
+}
+
+
+def test_classes_from_the_settings_file() -> None:
+    settings = copy.deepcopy(SETTINGS)
+    settings["classes"] = PHYSICS
+    settings["auth"]["adminsAttachServers"] = False
+    c = configured(settings)
+    assert c.JupyterHub.load_groups == {
+        "physics": {
+            "users": ["bob", "carol"],
+            "properties": {
+                "claudehub.limits": {
+                    "daily_token_budget": 50000,
+                    "rate_limit_per_minute": 2.5,
+                    "allowed_models": [],
+                }
+            },
+        },
+        "chemistry": {"users": ["dan"], "properties": {"claudehub.limits": {}}},
+    }
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["claudehub-instructor-physics"]["users"] == ["tina"]
+    assert "claudehub-instructor-chemistry" not in roles  # no instructors, no role
+    # alice (auth.admins) may not attach: an operator, not a hub admin
+    assert c.Authenticator.admin_users == set()
+    assert roles["claudehub-operator"]["users"] == ["alice"]
+
+
+def test_without_class_settings_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers whose settings file has no classes (older charts, hand-written files)."""
+    monkeypatch.setenv("CLAUDEHUB_CLASSES", '{"art": {"learners": ["eve"], "instructors": []}}')
+    monkeypatch.setenv("CLAUDEHUB_ADMINS_ATTACH_SERVERS", "false")
+    c = configured(SETTINGS)
+    assert c.JupyterHub.load_groups == {
+        "art": {"users": ["eve"], "properties": {"claudehub.limits": {}}}
+    }
+    assert c.Authenticator.admin_users == set()
+    # The file's values win over the environment.
+    settings = copy.deepcopy(SETTINGS)
+    settings["classes"] = {}
+    settings["auth"]["adminsAttachServers"] = True
+    c = configured(settings)
+    assert "load_groups" not in c.JupyterHub
+    assert c.Authenticator.admin_users == {"alice"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CLAUDEHUB_CLASSES", '{"Art": {}}', "class name 'Art' must be lower-case"),
+        ("CLAUDEHUB_CLASSES", "{not json", "Expecting property name"),
+        ("CLAUDEHUB_ADMINS_ATTACH_SERVERS", "maybe", "must be true or false"),
+    ],
+)
+def test_a_bad_environment_fallback_is_a_settings_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=message):
+        configured(SETTINGS)
+
+
+def test_admins_off_from_the_environment_with_the_shared_password_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLAUDEHUB_ADMINS_ATTACH_SERVERS", "false")
+    settings = copy.deepcopy(SETTINGS)
+    settings["auth"] = {"type": "password", "admins": ["alice"]}
+    with pytest.raises(SettingsError, match=r"auth\.adminsAttachServers: .*shared-password"):
+        configured(settings)
+
+
+def test_a_bad_class_stops_the_hub_with_one_line(tmp_path: Path) -> None:
+    settings = copy.deepcopy(SETTINGS)
+    settings["classes"] = {"physics": {"limits": {"dailyTokenBudget": -1}}}
+    result = run_config_file(tmp_path, settings)
+    assert result.returncode == 2
+    assert (
+        "claudehub: cannot start the hub: claudehub settings "
+        f"({tmp_path / 'values.yaml'}): classes.physics.limits.dailyTokenBudget: must be an "
+        "integer >= 0, got -1"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr

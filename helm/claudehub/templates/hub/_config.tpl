@@ -17,6 +17,7 @@ auth:
   type: {{ $v.auth.type }}
   admins: {{ $v.auth.admins | toJson }}
   allowedUsers: {{ $v.auth.allowedUsers | toJson }}
+  adminsAttachServers: {{ $v.auth.adminsAttachServers }}
   {{- if eq $v.auth.type "github" }}
   github:
     callbackUrl: {{ $v.auth.github.callbackUrl | quote }}
@@ -59,6 +60,7 @@ spawner:
 limits:
   maxActiveSessions: {{ $v.limits.maxActiveSessions }}
   concurrentSpawnLimit: {{ $v.limits.concurrentSpawnLimit }}
+  startSlots: {{ $v.limits.startSlots }}
 culling:
   enabled: {{ $v.culling.enabled }}
   idleTimeout: {{ $v.culling.idleTimeout }}
@@ -70,4 +72,7 @@ services:
   progress:
     url: {{ include "claudehub.progress.url" . }}
     apiTokenEnv: CLAUDEHUB_PROGRESS_API_TOKEN
+    tutorCompletionsCount: {{ $v.progress.tutorCompletionsCount }}
+{{- /* Limit names stay camelCase here; claudehub.hub.kubernetes maps them onto the contract's. */}}
+classes: {{ $v.classes | toJson }}
 {{- end }}
