@@ -95,20 +95,23 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / TICK
 
 
+SERVER_MODULES = (b"claudehub.server_ext.singleuser", b"claudehub.server_ext.forkserver")
+
+
 def servers_of(hub: int) -> dict[int, str]:
-    """Single-user server pid -> user name."""
+    """Single-user server pid -> user name; the fork server (local mode forks the servers
+    from it, sharing its imports) -> "". A server's working folder is its user's home,
+    ``.../users/<user>``; a forked server's /proc environ is the fork server's."""
     found = {}
     for pid in descendants(hub):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"claudehub.server_ext.singleuser" not in cmd:
+            if not any(m in cmd for m in SERVER_MODULES):
                 continue
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
         except OSError:
             continue
-        for e in env:
-            if e.startswith(b"JUPYTERHUB_USER="):
-                found[pid] = e.split(b"=", 1)[1].decode()
+        found[pid] = cwd.name if cwd.parent.name == "users" else ""
     return found
 
 
@@ -122,6 +125,7 @@ def cpu_by_kind(hub: int, seen: dict[int, tuple[str, float]]) -> None:
         # A process a server or the hub reaped shows in its parent's cutime; descendants are
         # read directly, so the hub and the servers count only their own time.
         value = cpu_seconds(pid)
+        # (the fork server's children are the servers: it too counts only its own time)
         if pid == hub or pid in servers:
             try:
                 f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -147,13 +151,20 @@ def pss_kb(pid: int) -> int:
 
 
 def pss_per_user(hub: int) -> dict[str, dict[str, int]]:
+    """Each learner's server and Claude; the fork server's own PSS is shared out evenly."""
     out = {}
-    for pid, user in servers_of(hub).items():
+    servers = servers_of(hub)
+    for pid, user in servers.items():
+        if not user:
+            continue
         below = descendants(pid)
         out[user] = {
             "server": pss_kb(pid),
             "claude": sum(pss_kb(p) for p in below),
         }
+    shared = sum(pss_kb(pid) for pid, user in servers.items() if not user)
+    for entry in out.values():
+        entry["server"] += shared // max(1, len(out))
     return out
 
 
@@ -312,6 +323,11 @@ def main() -> int:
         "--hub-config", default=str(REPO / "hub_config/local_config.py"), help="jupyterhub -f"
     )
     parser.add_argument("--keep", action="store_true", help="keep the state folder and log")
+    parser.add_argument(
+        "--fresh-servers",
+        action="store_true",
+        help="start every server as a fresh Python (CLAUDEHUB_PRELOAD_SERVER=false): the baseline",
+    )
     args = parser.parse_args()
     upstream = FakeAnthropic()
     upstream.start()
@@ -335,6 +351,7 @@ def main() -> int:
             "CLAUDEHUB_PROGRESS_PORT": str(free_port()),
             "ANTHROPIC_API_KEY": "sk-ant-api03-load-bench-0123456789abcdefghijklmnop",
             "ANTHROPIC_UPSTREAM_URL": upstream.url,
+            "CLAUDEHUB_PRELOAD_SERVER": "false" if args.fresh_servers else "true",
         }
     )
     log = open(tmp / "jupyterhub.log", "wb")
@@ -387,7 +404,8 @@ def report(
     answers = [w.answer_s for w in ok if w.answer_s is not None]
     log = (tmp / "jupyterhub.log").read_text(errors="replace")
     took = [float(x) for x in re.findall(r"took ([\d.]+) seconds to start", log)]
-    print(f"users {n}: {len(ok)} answered, {len(failed)} failed, cores {os.cpu_count()}")
+    mode = "fresh servers" if args.fresh_servers else "forked servers"
+    print(f"users {n} ({mode}): {len(ok)} answered, {len(failed)} failed, cores {os.cpu_count()}")
     if prompts:
         print(f"login -> prompt   p50 {pct(prompts, 0.5):6.1f} s  p95 {pct(prompts, 0.95):6.1f} s")
     ws_prompts = [w.ws_prompt_s for w in learners if w.ws_prompt_s is not None]
@@ -418,6 +436,7 @@ def report(
             json.dumps(
                 {
                     "users": n,
+                    "fresh_servers": args.fresh_servers,
                     "learners": [w.__dict__ for w in learners],
                     "cpu": cpu,
                     "pss_kb": pss,

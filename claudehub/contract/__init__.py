@@ -14,6 +14,8 @@ service (``claudehub.progress``). They meet only through what this package write
   chart's NetworkPolicies select on;
 - :mod:`claudehub.contract.tokens`: the sandbox token format (minted by the hub, checked by
   the key proxy) and the one way to load the secret both sign it with;
+- :mod:`claudehub.contract.forkserver`: local mode's requests from the spawner to the fork
+  server that forks the single-user servers;
 - :mod:`claudehub.contract.course_client`: the course service's HTTP API as its callers
   use it (the spawners, the course-fetch init container, the extension's panels).
 

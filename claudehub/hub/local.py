@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
-from traitlets import Float, Int, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
 from claudehub.contract import env
@@ -104,6 +104,21 @@ class LocalSettings(Configurable):
         help="""Servers starting at once; the rest queue (CLAUDEHUB_START_SLOTS). Default 0:
         the spawner's own default, two per core.""",
     ).tag(config=True)
+
+    preload_server = Bool(
+        help="""Fork learners' servers from one process that has already imported the
+        single-user server (CLAUDEHUB_PRELOAD_SERVER, default true): about a tenth of a
+        fresh server's start-up CPU. false: a fresh Python per server.""",
+    ).tag(config=True)
+
+    @default("preload_server")
+    def _d_preload_server(self) -> bool:
+        raw = _env("CLAUDEHUB_PRELOAD_SERVER", "true").strip().lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise TraitError(f"CLAUDEHUB_PRELOAD_SERVER must be true or false, not {raw!r}")
 
     @default("start_slots")
     def _d_start_slots(self) -> int:
@@ -290,6 +305,9 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
     c.JupyterHub.concurrent_spawn_limit = 2 * settings.class_size
     if settings.start_slots > 0:
         c.LocalSandboxSpawner.start_slots = settings.start_slots
+    # Servers fork from one preloaded process (claudehub.server_ext.forkserver): a class
+    # logging in at once no longer pays a whole Python start-up per learner.
+    c.LocalSandboxSpawner.preload_server = settings.preload_server
     # The spawner (course bundles) and the picker (courses, progress) call the course service
     # with tornado's shared client, which queues beyond max_clients (10) and fails a request
     # that waited 20 s ("599: Timeout in request queue"): let a whole class through.

@@ -42,6 +42,7 @@ import signal
 import ssl
 import sys
 import types
+from collections.abc import Mapping
 from typing import Any
 
 #: optional plugins of jsonschema's format checker (it skips a format whose library is absent)
@@ -156,8 +157,8 @@ def _no_sqlalchemy() -> None:
     sys.modules["sqlalchemy.exc"] = exc
 
 
-def _hub_over_plain_http() -> bool:
-    env = os.environ
+def _hub_over_plain_http(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
     return env.get("JUPYTERHUB_API_URL", "").startswith("http://") and not any(
         env.get(f"JUPYTERHUB_SSL_{name}") for name in ("KEYFILE", "CERTFILE", "CLIENT_CA")
     )

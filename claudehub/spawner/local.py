@@ -15,13 +15,16 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from subprocess import Popen
+from typing import Any, ClassVar
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Integer, Unicode, default
+from traitlets import Bool, Instance, Integer, Unicode, Union, default
 
 from .common import SandboxSpawnerMixin, scrub_environment
+from .forked import ForkedServer, ForkServer, ForkServerError
 from .startqueue import StartQueue, start_slots_for, wait_until_listening, waiting_message
 
 
@@ -38,8 +41,23 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
         see how many are ahead. Default: two per core (a start is CPU-bound).""",
     ).tag(config=True)
 
+    preload_server = Bool(
+        True,
+        help="""Fork each server from one process of this hub that has already imported the
+        single-user server (claudehub.server_ext.forkserver) instead of starting a fresh
+        Python: a server then listens after about a tenth of the CPU (0.06 s instead of
+        0.6), and the imported modules' memory is shared between all servers. The server
+        gets the same arguments, environment and folder either way. Applies while ``cmd``
+        is the default; False: a fresh process per server.""",
+    ).tag(config=True)
+
+    #: the running server: a fresh process, or one forked by the fork server
+    proc = Union([Instance(Popen), Instance(ForkedServer)], allow_none=True)
+
     #: the hub's one queue of starts (every spawner of the process shares it)
     _start_queue: StartQueue | None = None
+    #: the hub's one fork server (started on the first start that uses it)
+    _forkserver: ClassVar[ForkServer | None] = None
 
     @default("start_slots")
     def _default_start_slots(self) -> int:
@@ -127,10 +145,44 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
             await asyncio.to_thread(Path(self.home_dir).mkdir, parents=True, exist_ok=True)
             await self._prepare_course()
             self._events.append("Starting Claude…")
-            ip, port = await super().start()
+            ip, port = await self._start_process()
             # Keep the slot until the server listens: the next start then finds the cores free.
             await wait_until_listening(ip or "127.0.0.1", port, self.poll, self.http_timeout)
             return ip, port
+
+    def _fork_server(self) -> ForkServer:
+        server = LocalSandboxSpawner._forkserver
+        if server is None:
+            # What every server's environment starts from (Spawner.env_keep), and the hub's
+            # URL: the fork server imports what a server with this environment would.
+            env = {k: os.environ[k] for k in self.env_keep if k in os.environ}
+            env["JUPYTERHUB_API_URL"] = self.hub.api_url
+            env = scrub_environment(env, list(self.real_key_values))
+            Path(self.sandbox_root).mkdir(parents=True, exist_ok=True)
+            server = ForkServer(env, self.sandbox_root, self.log)
+            LocalSandboxSpawner._forkserver = server
+        return server
+
+    async def _start_process(self) -> tuple[str, int]:
+        """Start the server: forked from the fork server, or as a fresh process."""
+        if not self.preload_server or self.shell_cmd or list(self.cmd) != self._default_cmd():
+            ip, port = await super().start()
+            return ip, port
+        if not getattr(self, "port", 0):  # Spawner.port is untyped
+            self.port = random_port()
+        argv = list(self.get_args())
+        try:
+            server = await self._fork_server().spawn(argv, self.get_env(), self.home_dir)
+        except (ForkServerError, OSError) as e:
+            self.log.warning("Starting %s's server as a fresh process: %s", self.user.name, e)
+            ip, port = await super().start()
+            return ip, port
+        self.log.info(
+            "Forked %s's server (pid %d) from the fork server", self.user.name, server.pid
+        )
+        self.proc = server
+        self.pid = server.pid
+        return (self.ip or "127.0.0.1", int(getattr(self, "port", 0)))
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         sent = 0

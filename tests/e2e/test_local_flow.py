@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import LocalStack
+from tests.local.running import server_process
 from tests.terminal_page import ask, open_picker, pick_course, terminal_text, wait_for_terminal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -70,14 +71,15 @@ def test_login_to_claude_answer(local_stack: LocalStack, browser) -> None:  # ty
 
 def _sandbox_processes(user: str) -> list[psutil.Process]:
     """The user's single-user server and everything it started (Claude among them)."""
-    for p in psutil.process_iter(["pid"]):
-        try:
-            if p.environ().get("JUPYTERHUB_USER") == user and "singleuser" in " ".join(p.cmdline()):
-                family = [p, *p.children(recursive=True)]
-                return [c for c in family if c.status() != psutil.STATUS_ZOMBIE]
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-    return []
+    pid = server_process(user)
+    if pid is None:
+        return []
+    try:
+        p = psutil.Process(pid)
+        family = [p, *p.children(recursive=True)]
+        return [c for c in family if c.status() != psutil.STATUS_ZOMBIE]
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
 
 
 def _process_views(procs: list[psutil.Process]) -> list[tuple[str, dict[str, str]]]:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import requests
 
+from claudehub.contract.env import TOKEN_SECRET
+from claudehub.contract.tokens import load_token_secret, mint_token
+
 
 def descendants(pid: int) -> set[int]:
     """Every process below ``pid`` (read from /proc)."""
@@ -43,16 +46,41 @@ def alive(pid: int) -> bool:
 
 
 def sandbox_token(user: str, pids: set[int]) -> str:
-    """The sandbox token in ``user``'s server's environment (one of ``pids``)."""
+    """A sandbox token for ``user``, as their server holds one: signed with the secret the
+    key proxy among ``pids`` was started with (a forked server's /proc environ is the fork
+    server's, so the token is not read from there)."""
     for pid in pids:
         try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
+        if b"claudehub.proxy.app" not in cmd:
+            continue
         values = dict(e.split(b"=", 1) for e in env if b"=" in e)
-        if values.get(b"JUPYTERHUB_USER") == user.encode() and b"ANTHROPIC_API_KEY" in values:
-            return values[b"ANTHROPIC_API_KEY"].decode()
-    raise RuntimeError(f"no sandbox server found for {user}")
+        secret = values.get(TOKEN_SECRET.encode())
+        if secret:
+            return mint_token(load_token_secret(secret.decode()), user, "", ttl=3600)
+    raise RuntimeError("no key proxy with a token secret found")
+
+
+def server_process(user: str) -> int | None:
+    """The pid of ``user``'s running single-user server (fresh or forked: its working folder
+    is the user's home, ``.../users/<user>``), or None."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            cwd = Path(os.readlink(f"/proc/{entry}/cwd"))
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z" or (cwd.name, cwd.parent.name) != (user, "users"):
+            continue
+        if b"claudehub.server_ext.singleuser" in cmd or b"claudehub.server_ext.forkserver" in cmd:
+            return int(entry)
+    return None
 
 
 def log_in_and_start(url: str, user: str, password: str) -> requests.Session:

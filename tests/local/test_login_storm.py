@@ -16,9 +16,9 @@ import requests
 from traitlets.config import Config
 
 from claudehub.hub.local import LocalSettings, configure_local
-from tests.e2e.conftest import start_local_stack
+from tests.e2e.conftest import start_local_stack, stop_local_stack
 from tests.fakes.upstream import FakeAnthropic
-from tests.local.running import log_in_and_start
+from tests.local.running import log_in_and_start, server_process
 
 LEARNERS = 5
 
@@ -60,6 +60,34 @@ def _start_and_follow(url: str, user: str, password: str, out: dict[str, object]
     asking.join(150)
 
 
+def _server(user: str) -> int:
+    pid = server_process(user)
+    assert pid is not None, f"no server running for {user}"
+    return pid
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+@pytest.mark.slow
+def test_with_preloading_off_each_server_is_a_fresh_process(tmp_path: Path) -> None:
+    with FakeAnthropic() as upstream:
+        stack = start_local_stack(tmp_path, upstream, {"CLAUDEHUB_PRELOAD_SERVER": "false"})
+        try:
+            log_in_and_start(stack.url, "fresh", stack.password)
+            pid = _server("fresh")
+            assert _parent(pid) == stack.process.pid
+            assert b"claudehub.server_ext.singleuser" in _cmdline(pid)
+            assert b"JUPYTERHUB_USER=fresh" in Path(f"/proc/{pid}/environ").read_bytes()
+        finally:
+            stop_local_stack(stack)
+
+
 @pytest.mark.slow
 def test_more_learners_than_start_slots_all_start_and_see_the_queue(tmp_path: Path) -> None:
     upstream = FakeAnthropic()
@@ -90,6 +118,12 @@ def test_more_learners_than_start_slots_all_start_and_see_the_queue(tmp_path: Pa
         assert any("ahead of you in the queue" in m for m in messages), messages
         assert any("you are next in the queue" in m for m in messages), messages
         assert "Spawn failed" not in log and "Timeout in request queue" not in log, log[-3000:]
+        # every server was forked from the one fork server, a child of the hub
+        parents = {_parent(_server(user)) for user in [*results, "warmup"]}
+        assert len(parents) == 1, parents
+        (forkserver,) = parents
+        assert b"claudehub.server_ext.forkserver" in _cmdline(forkserver)
+        assert _parent(forkserver) == stack.process.pid
     finally:
         if stack.process.poll() is None:
             os.killpg(stack.process.pid, signal.SIGTERM)
