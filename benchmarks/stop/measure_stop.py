@@ -1,9 +1,10 @@
 """How long local mode takes to stop after Ctrl-C, with learners' answers still streaming.
 
 Starts `jupyterhub -f hub_config/local_config.py` on a pseudo-terminal, as `make run` in a
-terminal does (the single-user servers inherit that terminal as their stdin), logs N users in
-through the login form, starts their servers through the hub's REST API, opens one slow
-streaming answer per user through the key proxy (with each server's own sandbox token), then
+terminal does (a fresh single-user server inherits that terminal as its stdin; a forked one,
+the default, the fork server's), logs N users in through the login form, starts their servers
+through the hub's REST API, opens one slow streaming answer per user through the key proxy
+(with a sandbox token for that user, signed with the key proxy's secret), then
 types Ctrl-C on the terminal and measures until the hub and every process it started are gone.
 
     .venv/bin/python benchmarks/stop/measure_stop.py [--users 3] [--runs 3]

@@ -71,6 +71,17 @@ class ForkedServer:
                 pass
         return self.returncode
 
+    async def wait(self) -> int:
+        """Wait until the server has exited; its exit code (0 when it was seen gone by pid,
+        its fork server having died)."""
+        if not self._watch.done():
+            await asyncio.shield(self._watch)
+        # A process that is not our child has nothing to wait on but its pid.
+        while self.poll() is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        assert self.returncode is not None
+        return self.returncode
+
     def __enter__(self) -> ForkedServer:
         return self
 

@@ -236,7 +236,7 @@ async def test_a_fork_server_that_died_is_started_again(
     assert r.status_code == 200
     assert first.poll() is None  # still serving, though its fork server is gone
     os.kill(first.pid, signal.SIGTERM)
-    assert await until_exited(first) == 0  # seen gone by pid
+    assert await asyncio.wait_for(first.wait(), 20) == 0  # seen gone by pid
 
 
 @pytest.mark.asyncio
