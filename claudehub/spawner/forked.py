@@ -105,11 +105,16 @@ class ForkServer:
         self.proc: asyncio.subprocess.Process | None = None
         self.path = ""
         self._starting: asyncio.Lock | None = None
+        #: why the fork server could not start: it is not tried again (each start would
+        #: pay for the attempt before falling back to a fresh process)
+        self.broken = ""
 
     async def _ensure(self) -> str:
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
+            if self.broken:
+                raise ForkServerError(self.broken)
             if self.proc is not None and self.proc.returncode is None:
                 return self.path
             if self.proc is not None:
@@ -130,7 +135,11 @@ class ForkServer:
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in the hub's terminal is the hub's to handle
             )
-            await self._until_ready()
+            try:
+                await self._until_ready()
+            except ForkServerError as e:
+                self.broken = str(e)
+                raise
             self.log.info("Fork server %d ready for single-user servers", self.proc.pid)
             return self.path
 
@@ -151,6 +160,7 @@ class ForkServer:
                 raise ForkServerError(f"the fork server exited with status {status} while starting")
             if loop.time() > deadline:
                 self.proc.kill()
+                await self.proc.wait()
                 raise ForkServerError(f"the fork server was not ready within {READY_WITHIN:g} s")
             await asyncio.sleep(0.05)
 

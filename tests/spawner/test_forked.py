@@ -270,4 +270,10 @@ async def test_a_fork_server_that_cannot_start_is_reported(tmp_path: Path) -> No
     server = ForkServer(env, str(tmp_path), log)
     with pytest.raises(ForkServerError, match="exited with status 3 while starting"):
         await server.spawn([], {}, str(tmp_path))
+    assert server.proc is not None
+    first = server.proc.pid
+    # not tried again at every start: each would pay for the attempt
+    with pytest.raises(ForkServerError, match="exited with status 3 while starting"):
+        await server.spawn([], {}, str(tmp_path))
+    assert server.proc.pid == first
     await server.stop()
