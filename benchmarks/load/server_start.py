@@ -18,51 +18,26 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import jupyterhub
-from tornado import web
-from tornado.httpserver import HTTPServer
-
 from claudehub.spawner.forked import ForkServer
 
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.fakes.hub_api import base_env, server_env, start_hub_api  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-class HubVersion(web.RequestHandler):
-    def get(self) -> None:
-        self.set_header("X-JupyterHub-Version", jupyterhub.__version__)
-        self.finish({"version": jupyterhub.__version__})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def server_env(base: dict[str, str], user: str, port: int, home: Path) -> dict[str, str]:
-    return {
-        **base,
-        "HOME": str(home),
-        "JUPYTERHUB_USER": user,
-        "JUPYTERHUB_API_TOKEN": "t" * 32,
-        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
-        "JUPYTERHUB_BASE_URL": "/",
-        "JUPYTERHUB_SERVICE_PREFIX": f"/user/{user}/",
-        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/user/{user}/",
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"/user/{user}/oauth_callback",
-    }
 
 
 async def listening(port: int, within: float = 60) -> None:
@@ -80,12 +55,8 @@ async def listening(port: int, within: float = 60) -> None:
 
 async def run(rounds: int) -> dict[str, list[tuple[float, float]]]:
     hub_port = free_port()
-    hub = HTTPServer(web.Application([(r"/hub/api/?", HubVersion)]))
-    hub.listen(hub_port, "127.0.0.1")
-    base = {
-        k: os.environ[k] for k in ("PATH", "PYTHONPATH", "LANG", "VIRTUAL_ENV") if k in os.environ
-    }
-    base["JUPYTERHUB_API_URL"] = f"http://127.0.0.1:{hub_port}/hub/api"
+    hub = start_hub_api(hub_port)
+    base = base_env(f"http://127.0.0.1:{hub_port}/hub/api")
     argv = ["--allow-root"] if os.geteuid() == 0 else []
     tmp = Path(tempfile.mkdtemp(prefix="claudehub-start-"))
     forkserver = ForkServer(base, str(tmp), logging.getLogger("bench"))

@@ -16,31 +16,22 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import jupyterhub
 import pytest
 import pytest_asyncio
 import requests
-from tornado import web
-from tornado.httpserver import HTTPServer
 
 from claudehub.spawner.forked import ForkedServer, ForkServer, ForkServerError
+from tests.fakes import hub_api as fake_hub
 from tests.helpers import free_port
 
 log = logging.getLogger("test-forkserver")
-
-
-class HubVersion(web.RequestHandler):
-    def get(self) -> None:
-        self.set_header("X-JupyterHub-Version", jupyterhub.__version__)
-        self.finish({"version": jupyterhub.__version__})
 
 
 @pytest_asyncio.fixture
 async def hub_api() -> AsyncIterator[str]:
     """A stand-in hub API that answers the starting server's version check."""
     port = free_port()
-    server = HTTPServer(web.Application([(r"/hub/api/?", HubVersion)]))
-    server.listen(port, "127.0.0.1")
+    server = fake_hub.start_hub_api(port)
     yield f"http://127.0.0.1:{port}/hub/api"
     server.stop()
 
@@ -48,11 +39,7 @@ async def hub_api() -> AsyncIterator[str]:
 @pytest.fixture
 def base_env(hub_api: str) -> dict[str, str]:
     """What every server's environment starts from (as the local spawner builds it)."""
-    env = {
-        k: os.environ[k] for k in ("PATH", "PYTHONPATH", "LANG", "VIRTUAL_ENV") if k in os.environ
-    }
-    env["JUPYTERHUB_API_URL"] = hub_api
-    return env
+    return fake_hub.base_env(hub_api)
 
 
 @pytest_asyncio.fixture
@@ -72,20 +59,6 @@ def started() -> Iterator[list[int]]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def server_env(base: dict[str, str], user: str, port: int, home: Path) -> dict[str, str]:
-    return {
-        **base,
-        "HOME": str(home),
-        "JUPYTERHUB_USER": user,
-        "JUPYTERHUB_API_TOKEN": "t" * 32,
-        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
-        "JUPYTERHUB_BASE_URL": "/",
-        "JUPYTERHUB_SERVICE_PREFIX": f"/user/{user}/",
-        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/user/{user}/",
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"/user/{user}/oauth_callback",
-    }
 
 
 def argv() -> list[str]:
@@ -133,7 +106,9 @@ async def test_forked_servers_are_the_requested_servers(
         home = tmp_path / "users" / user
         home.mkdir(parents=True)
         port = free_port()
-        proc = await forkserver.spawn(argv(), server_env(base_env, user, port, home), str(home))
+        proc = await forkserver.spawn(
+            argv(), fake_hub.server_env(base_env, user, port, home), str(home)
+        )
         started.append(proc.pid)
         servers[user] = (proc, port, home)
     for user, (proc, port, home) in servers.items():
@@ -157,7 +132,7 @@ async def test_a_server_that_cannot_start_reports_its_exit(
     (what the hub then shows as "exited with status N"), not a server that seems alive."""
     home = tmp_path / "users" / "hal"
     home.mkdir(parents=True)
-    env = server_env(base_env, "hal", free_port(), home)
+    env = fake_hub.server_env(base_env, "hal", free_port(), home)
     proc = await forkserver.spawn([*argv(), "--no-such-option"], env, str(home))
     started.append(proc.pid)
     assert await until_exited(proc) not in (None, 0)
@@ -174,7 +149,7 @@ async def test_bad_requests_are_refused_by_name_and_serving_goes_on(
     home = tmp_path / "users" / "ivy"
     home.mkdir(parents=True)
     port = free_port()
-    env = server_env(base_env, "ivy", port, home)
+    env = fake_hub.server_env(base_env, "ivy", port, home)
     # starts the fork server
     proc = await forkserver.spawn(argv(), env, str(home))
     started.append(proc.pid)
@@ -218,7 +193,7 @@ async def test_a_fork_server_that_died_is_started_again(
         homes[user].mkdir(parents=True)
     port = free_port()
     first = await forkserver.spawn(
-        argv(), server_env(base_env, "jay", port, homes["jay"]), str(homes["jay"])
+        argv(), fake_hub.server_env(base_env, "jay", port, homes["jay"]), str(homes["jay"])
     )
     started.append(first.pid)
     await until_served(f"http://127.0.0.1:{port}/user/jay/api", first)
@@ -228,7 +203,7 @@ async def test_a_fork_server_that_died_is_started_again(
     await forkserver.proc.wait()
     second_port = free_port()
     second = await forkserver.spawn(
-        argv(), server_env(base_env, "kim", second_port, homes["kim"]), str(homes["kim"])
+        argv(), fake_hub.server_env(base_env, "kim", second_port, homes["kim"]), str(homes["kim"])
     )
     started.append(second.pid)
     assert forkserver.proc.pid != old
@@ -248,7 +223,7 @@ async def test_an_environment_that_changes_imports_gets_a_fresh_process(
     home = tmp_path / "users" / "lou"
     home.mkdir(parents=True)
     port = free_port()
-    env = {**server_env(base_env, "lou", port, home), "CLAUDEHUB_EVENT_LOOP": "asyncio"}
+    env = {**fake_hub.server_env(base_env, "lou", port, home), "CLAUDEHUB_EVENT_LOOP": "asyncio"}
     proc = await forkserver.spawn(argv(), env, str(home))
     started.append(proc.pid)
     r = await until_served(f"http://127.0.0.1:{port}/user/lou/api", proc)
