@@ -70,7 +70,10 @@ KEYPROXY_ADMIN_TOKEN_ENV = "CLAUDEHUB_KEYPROXY_ADMIN_TOKEN"
 KEYPROXY_URL_ENV = "CLAUDEHUB_KEYPROXY_URL"
 
 
-def _env_bool(name: str, fallback: bool) -> bool:
+def env_bool(name: str, fallback: bool) -> bool:
+    """A true/false environment variable (1/0, yes/no, on/off too); ``fallback`` when unset.
+
+    Raises ValueError naming the variable for anything else."""
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
         return fallback
@@ -114,7 +117,7 @@ class ClassSettings(Configurable):
 
     @default("admins_attach_servers")
     def _default_attach(self) -> bool:
-        return _env_bool("CLAUDEHUB_ADMINS_ATTACH_SERVERS", True)
+        return env_bool("CLAUDEHUB_ADMINS_ATTACH_SERVERS", True)
 
     tutor_completions_count = Bool(
         help="""Whether stages completed by the tutor's marker alone ([STAGE_COMPLETE:N], which
@@ -125,7 +128,7 @@ class ClassSettings(Configurable):
 
     @default("tutor_completions_count")
     def _default_tutor(self) -> bool:
-        return _env_bool(TUTOR_COUNT_ENV, True)
+        return env_bool(TUTOR_COUNT_ENV, True)
 
 
 def _checked_classes(value: Any) -> dict[str, Any]:

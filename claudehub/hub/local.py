@@ -28,7 +28,7 @@ from claudehub.contract.hub import (
     USER_EXTRA_SCOPES,
     service_roles,
 )
-from claudehub.hub.classes import ClassSettings, configure_classes
+from claudehub.hub.classes import ClassSettings, configure_classes, env_bool
 from claudehub.hub.pages import configure_pages
 from claudehub.spawner.startqueue import start_timeout_for
 
@@ -113,12 +113,7 @@ class LocalSettings(Configurable):
 
     @default("preload_server")
     def _d_preload_server(self) -> bool:
-        raw = _env("CLAUDEHUB_PRELOAD_SERVER", "true").strip().lower()
-        if raw in ("1", "true", "yes", "on"):
-            return True
-        if raw in ("0", "false", "no", "off"):
-            return False
-        raise TraitError(f"CLAUDEHUB_PRELOAD_SERVER must be true or false, not {raw!r}")
+        return env_bool("CLAUDEHUB_PRELOAD_SERVER", True)
 
     @default("start_slots")
     def _d_start_slots(self) -> int:

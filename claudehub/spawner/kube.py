@@ -36,7 +36,7 @@ from . import codec, objects
 from .common import FORM_TEMPLATES, SandboxSpawnerMixin, scrub_environment
 from .common import render_options_form as _sandbox_form
 from .podstatus import progress_message, start_failure
-from .startqueue import StartQueue, waiting_message
+from .startqueue import StartQueue, shared_queue, waiting_message
 
 #: Name KubeSpawner gives the main container.
 MAIN_CONTAINER = "notebook"
@@ -447,10 +447,7 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
         return bool(super().is_pod_running(pod))
 
     def _queue(self) -> StartQueue:
-        queue = ClaudeSpawner._start_queue
-        if queue is None or queue.slots != self.start_slots:
-            queue = ClaudeSpawner._start_queue = StartQueue(self.start_slots)
-        return queue
+        return shared_queue(ClaudeSpawner, self.start_slots)
 
     def _set_ticket(self, ticket: asyncio.Future[None] | None) -> None:
         self._ticket = ticket

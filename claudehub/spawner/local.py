@@ -25,7 +25,13 @@ from traitlets import Bool, Instance, Integer, Unicode, Union, default
 
 from .common import SandboxSpawnerMixin, scrub_environment
 from .forked import ForkedServer, ForkServer, ForkServerError
-from .startqueue import StartQueue, start_slots_for, wait_until_listening, waiting_message
+from .startqueue import (
+    StartQueue,
+    shared_queue,
+    start_slots_for,
+    wait_until_listening,
+    waiting_message,
+)
 
 
 class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # type: ignore[misc, unused-ignore]  # untyped base (no stubs)
@@ -131,10 +137,7 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
         self._course_dir = str(dest)
 
     def _queue(self) -> StartQueue:
-        queue = LocalSandboxSpawner._start_queue
-        if queue is None or queue.slots != self.start_slots:
-            queue = LocalSandboxSpawner._start_queue = StartQueue(self.start_slots)
-        return queue
+        return shared_queue(LocalSandboxSpawner, self.start_slots)
 
     def _set_ticket(self, ticket: asyncio.Future[None] | None) -> None:
         self._ticket = ticket

@@ -87,6 +87,16 @@ class StartQueue:
         self._busy -= 1
 
 
+def shared_queue(owner: type, slots: int) -> StartQueue:
+    """The one queue of ``owner``'s spawners (every spawner of the hub process shares it, as
+    ``owner._start_queue``), made again when ``slots`` has been changed."""
+    queue: StartQueue | None = getattr(owner, "_start_queue", None)
+    if queue is None or queue.slots != slots:
+        queue = StartQueue(slots)
+        owner._start_queue = queue  # type: ignore[attr-defined]
+    return queue
+
+
 async def wait_until_listening(
     host: str, port: int, exited: Callable[[], Awaitable[int | None]], within: float
 ) -> None:
