@@ -14,6 +14,11 @@ from claudehub.contract.env import TOKEN_SECRET
 from claudehub.contract.tokens import load_token_secret, mint_token
 
 
+def parent_of(pid: int) -> int:
+    """The parent pid of ``pid`` (from /proc; OSError once it is gone)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below ``pid`` (read from /proc)."""
     children: dict[int, list[int]] = {}
@@ -21,10 +26,9 @@ def descendants(pid: int) -> set[int]:
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = parent_of(int(entry))
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     found: set[int] = set()
     todo = [pid]

@@ -18,7 +18,7 @@ from traitlets.config import Config
 from claudehub.hub.local import LocalSettings, configure_local
 from tests.e2e.conftest import start_local_stack, stop_local_stack
 from tests.fakes.upstream import FakeAnthropic
-from tests.local.running import log_in_and_start, server_process
+from tests.local.running import log_in_and_start, parent_of, server_process
 
 LEARNERS = 5
 
@@ -66,10 +66,6 @@ def _server(user: str) -> int:
     return pid
 
 
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def _cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
 
@@ -81,7 +77,7 @@ def test_with_preloading_off_each_server_is_a_fresh_process(tmp_path: Path) -> N
         try:
             log_in_and_start(stack.url, "fresh", stack.password)
             pid = _server("fresh")
-            assert _parent(pid) == stack.process.pid
+            assert parent_of(pid) == stack.process.pid
             assert b"claudehub.server_ext.singleuser" in _cmdline(pid)
             assert b"JUPYTERHUB_USER=fresh" in Path(f"/proc/{pid}/environ").read_bytes()
         finally:
@@ -119,11 +115,11 @@ def test_more_learners_than_start_slots_all_start_and_see_the_queue(tmp_path: Pa
         assert any("you are next in the queue" in m for m in messages), messages
         assert "Spawn failed" not in log and "Timeout in request queue" not in log, log[-3000:]
         # every server was forked from the one fork server, a child of the hub
-        parents = {_parent(_server(user)) for user in [*results, "warmup"]}
+        parents = {parent_of(_server(user)) for user in [*results, "warmup"]}
         assert len(parents) == 1, parents
         (forkserver,) = parents
         assert b"claudehub.server_ext.forkserver" in _cmdline(forkserver)
-        assert _parent(forkserver) == stack.process.pid
+        assert parent_of(forkserver) == stack.process.pid
     finally:
         if stack.process.poll() is None:
             os.killpg(stack.process.pid, signal.SIGTERM)

@@ -23,6 +23,7 @@ import requests
 from claudehub.spawner.forked import ForkedServer, ForkServer, ForkServerError
 from tests.fakes import hub_api as fake_hub
 from tests.helpers import free_port
+from tests.local.running import parent_of
 
 log = logging.getLogger("test-forkserver")
 
@@ -90,10 +91,6 @@ def proc_file(pid: int, name: str) -> list[bytes]:
     return Path(f"/proc/{pid}/{name}").read_bytes().split(b"\0")
 
 
-def ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 @pytest.mark.asyncio
 async def test_forked_servers_are_the_requested_servers(
     forkserver: ForkServer, base_env: dict[str, str], tmp_path: Path, started: list[int]
@@ -115,7 +112,7 @@ async def test_forked_servers_are_the_requested_servers(
         r = await until_served(f"http://127.0.0.1:{port}/user/{user}/api", proc)
         assert r.status_code == 200 and "version" in r.json()
         assert Path(os.readlink(f"/proc/{proc.pid}/cwd")) == home
-        assert forkserver.proc is not None and ppid(proc.pid) == forkserver.proc.pid
+        assert forkserver.proc is not None and parent_of(proc.pid) == forkserver.proc.pid
         assert os.getsid(proc.pid) == proc.pid  # its own session, like start_new_session
     fay, gus = servers["fay"][0], servers["gus"][0]
     os.kill(fay.pid, signal.SIGINT)
