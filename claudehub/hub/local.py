@@ -346,6 +346,9 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
             "command": progress_cmd,
             "environment": progress_env,
             "display": False,
+            # The course service is ours: its pages (class pages, the admin page) open
+            # straight away instead of behind JupyterHub's "Authorize access" page.
+            "oauth_no_confirm": True,
         },
     ]
     c.JupyterHub.load_roles = service_roles()

@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -37,6 +38,8 @@ KOREAN_ID = "papers--attention-ko--first-look"
 MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5"]
 YESTERDAYS_QUESTION = "Why divide the scores by the square root of d_k?"
 YESTERDAYS_ANSWER = "So the softmax does not saturate when d_k is large, zebracorn."
+#: a class of its own (no other test's learners), for its instructor's class page
+CLASSES = {"seminar": {"learners": ["pupil"], "instructors": ["teacher"]}}
 
 
 def write_png(path: Path, top: tuple[int, int, int], bottom: tuple[int, int, int]) -> None:
@@ -118,6 +121,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, 
             "CLAUDEHUB_ADMIN_USERS": "boss",
             "CLAUDEHUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "CLAUDEHUB_MODELS": ",".join(MODELS),
+            "CLAUDEHUB_CLASSES": json.dumps(CLASSES),
         }
         stack = start_local_stack(tmp, upstream, extra_env=env)
         try:
@@ -306,6 +310,38 @@ def test_the_hubs_pages_share_the_look_and_admins_keep_the_admin_page(
     admin.close()
 
 
+@pytest.mark.parametrize(
+    ("user", "admin", "path", "heading"),
+    [
+        ("teacher", False, "classes/seminar", "Class seminar"),
+        ("boss", True, "admin", "Learner progress"),
+    ],
+    ids=["instructor-class-page", "admin-progress-page"],
+)
+def test_course_service_pages_open_without_an_authorize_page(
+    hub: tuple[LocalStack, Path], browser: Any, user: str, admin: bool, path: str, heading: str
+) -> None:
+    """The course service is claudehub's own (oauth_no_confirm): a user opening one of its
+    pages for the first time goes through the hub's OAuth login and lands on the page, not
+    on JupyterHub's "Authorize access" page."""
+    stack, _ = hub
+    context = browser.new_context()
+    page = context.new_page()
+    navigations: list[str] = []
+    page.on(
+        "request",
+        lambda r: navigations.append(r.url) if r.is_navigation_request() else None,
+    )
+    sign_in(page, stack, user, ADMIN_PASSWORD if admin else None)
+    page.goto(f"{stack.url}/services/progress/{path}")
+    # the first visit really took the OAuth path, where the consent page would be
+    assert any("/hub/api/oauth2/authorize" in u for u in navigations), navigations
+    assert "Authorize access" not in page.content(), page.url
+    assert urlsplit(page.url).path == f"/services/progress/{path}", page.url
+    assert page.locator("h1").inner_text() == heading
+    context.close()
+
+
 def test_without_javascript_a_learner_still_signs_in_picks_and_starts(
     hub: tuple[LocalStack, Path], browser: Any
 ) -> None:
@@ -351,6 +387,7 @@ def test_the_home_page_after_a_restarted_hub(
             "CLAUDEHUB_ADMIN_USERS": "boss",
             "CLAUDEHUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "CLAUDEHUB_MODELS": ",".join(MODELS),
+            "CLAUDEHUB_CLASSES": json.dumps(CLASSES),
         },
     )
     request.addfinalizer(lambda: stop_local_stack(again))

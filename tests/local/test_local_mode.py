@@ -38,6 +38,15 @@ def test_real_key_goes_to_the_key_proxy_alone(settings: LocalSettings) -> None:
     assert c.LocalSandboxSpawner.real_key_values == [REAL_KEY]
 
 
+def test_course_service_pages_open_without_a_consent_page(settings: LocalSettings) -> None:
+    """The course service is part of claudehub, as in Kubernetes mode: its class and admin
+    pages must not stop users at JupyterHub's "Authorize access" page."""
+    c = Config()
+    configure_local(c, settings)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["progress"]["oauth_no_confirm"] is True
+
+
 def test_dev_password_is_generated_once_and_printed(settings: LocalSettings) -> None:
     password = settings.dev_password
     assert len(password) >= 8
