@@ -29,11 +29,14 @@ _MAX_TOKEN_LENGTH = 4096
 
 
 class InvalidToken(Exception):
-    """The token is malformed, forged, or expired. ``reason`` is safe to show to the client."""
+    """The token is malformed, forged, or expired. ``reason`` is safe to show to the client;
+    ``forged`` is true when it is well formed but its signature does not match (the audit log
+    records those)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, forged: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.forged = forged
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +118,7 @@ def verify_token(secret: bytes, token: str, now: float | None = None) -> TokenCl
         raise InvalidToken("malformed sandbox token")
     signed_part = f"{parts[0]}.{parts[1]}"
     if not hmac.compare_digest(_sign(secret, signed_part), parts[2]):
-        raise InvalidToken("sandbox token signature does not match")
+        raise InvalidToken("sandbox token signature does not match", forged=True)
     try:
         raw = json.loads(_b64decode(parts[1]))
     except (ValueError, binascii.Error) as e:  # signed but unreadable: a minting bug

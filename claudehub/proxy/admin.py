@@ -4,6 +4,8 @@
 ``GET /ready``    200 when it can forward (hub picture fresh in hub mode), else 503.
 ``GET /metrics``  Prometheus text; admin-only unless ``authenticate_metrics`` is off.
 ``GET /usage``    admin-only JSON usage per day, user and model (``since``, ``until``, ``user``).
+``GET /audit``    admin-only audit log, newest first (``since``, ``until``, ``action``, ``actor``,
+                  ``limit``; ``format=csv`` for CSV); ``POST /audit`` records one event (the hub).
 
 Each also answers under the hub service prefix (``/services/keyproxy/health`` ...), which is how
 they are reached through the hub's proxy. Admins are callers presenting one of the configured
@@ -24,6 +26,8 @@ from typing import Any
 
 import aiohttp
 
+from claudehub.contract.audit import ACTIONS, AuditEventError, parse_ts
+from claudehub.proxy.audit import DEFAULT_RESULTS, MAX_RESULTS, AuditLog, to_csv
 from claudehub.proxy.errors import error_response, json_response
 from claudehub.proxy.request import Request
 from claudehub.proxy.server import KeyProxyServer
@@ -119,7 +123,9 @@ class LocalEndpoints:
         prefixes: Sequence[str] = ("/",),
         authenticate_metrics: bool = True,
         hub_mode: bool = False,
+        audit: AuditLog | None = None,
     ) -> None:
+        self.audit = audit
         self.server_ref = server_ref
         self.auth = auth
         self.prefixes = sorted(
@@ -132,7 +138,7 @@ class LocalEndpoints:
         for prefix in self.prefixes:
             if path.startswith(prefix):
                 name = path[len(prefix) :]
-                if name in ("health", "ready", "metrics", "usage"):
+                if name in ("health", "ready", "metrics", "usage", "audit"):
                     return name
         return None
 
@@ -148,6 +154,8 @@ class LocalEndpoints:
                 "POST /v1/messages/count_tokens.",
                 keep_alive=keep,
             )
+        if name == "audit" and req.method in (b"GET", b"POST"):
+            return self._audit(req, urllib.parse.parse_qs(query))
         if req.method != b"GET":
             return error_response(
                 405, "invalid_request_error", f"/{name} only accepts GET.", keep_alive=keep
@@ -229,3 +237,102 @@ class LocalEndpoints:
             u: {"budget": limits.budget_for(u), "used_today": limits.used_today(u)} for u in users
         }
         return _json(200, {"since": since, "until": until, "usage": rows, "budgets": budgets}, keep)
+
+    async def _audit(self, req: Request, query: dict[str, list[str]]) -> bytes:
+        """``GET /audit`` (read, JSON or CSV) and ``POST /audit`` (record one event)."""
+        keep = req.keep_alive
+        credential = self.auth.credential(req)
+        if not credential:
+            return error_response(
+                401,
+                "authentication_error",
+                "The audit log needs an admin token (Authorization: Bearer).",
+                keep_alive=keep,
+            )
+        perms = await self.auth.permissions(credential)
+        if "admin" not in perms:
+            return error_response(
+                403,
+                "permission_error",
+                "The audit log is for administrators only (hub admin token or admin token).",
+                keep_alive=keep,
+            )
+        if self.audit is None:
+            return error_response(
+                404, "not_found_error", "This key proxy keeps no audit log.", keep_alive=keep
+            )
+        if req.method == b"POST":
+            return self._audit_post(req)
+        return await self._audit_get(req, query)
+
+    def _audit_post(self, req: Request) -> bytes:
+        keep = req.keep_alive
+        assert self.audit is not None
+        try:
+            event = json.loads(b"".join(req.body) or b"null")
+        except ValueError:
+            return error_response(
+                400, "invalid_request_error", "The body must be one JSON event.", keep_alive=keep
+            )
+        try:
+            checked = self.audit.record(event)
+        except AuditEventError as e:
+            # the message names the field, never repeats its value
+            return error_response(400, "invalid_request_error", str(e), keep_alive=keep)
+        return _json(201, {"recorded": checked["action"]}, keep)
+
+    async def _audit_get(self, req: Request, query: dict[str, list[str]]) -> bytes:
+        keep = req.keep_alive
+        assert self.audit is not None
+
+        def arg(name: str) -> str:
+            return (query.get(name) or [""])[0]
+
+        try:
+            since = parse_ts(arg("since")).timestamp() if arg("since") else None
+            until = parse_ts(arg("until")).timestamp() if arg("until") else None
+        except ValueError:
+            return error_response(
+                400,
+                "invalid_request_error",
+                "since/until must be ISO 8601 times or dates (2025-05-01, 2025-05-01T12:00Z).",
+                keep_alive=keep,
+            )
+        if until is not None and len(arg("until")) == 10:
+            until += 86400.0 - 0.001  # a day: up to its end
+        action = arg("action") or None
+        if action is not None and action not in ACTIONS:
+            return error_response(
+                400,
+                "invalid_request_error",
+                f"action must be one of {', '.join(sorted(ACTIONS))}.",
+                keep_alive=keep,
+            )
+        try:
+            limit = int(arg("limit") or DEFAULT_RESULTS)
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= MAX_RESULTS:
+            return error_response(
+                400,
+                "invalid_request_error",
+                f"limit must be a whole number from 1 to {MAX_RESULTS}.",
+                keep_alive=keep,
+            )
+        fmt = arg("format") or "json"
+        if fmt not in ("json", "csv"):
+            return error_response(
+                400, "invalid_request_error", "format must be json or csv.", keep_alive=keep
+            )
+        events = await self.audit.query(
+            since=since, until=until, action=action, actor=arg("actor") or None, limit=limit
+        )
+        if fmt == "csv":
+            return json_response(
+                200,
+                to_csv(events).encode(),
+                keep_alive=keep,
+                content_type=b"text/csv; charset=utf-8",
+                headers=(("content-disposition", 'attachment; filename="claudehub-audit.csv"'),),
+            )
+        return _json(200, {"events": events, "truncated": len(events) >= limit}, keep)

@@ -367,6 +367,19 @@ class KeyProxyApp(TokenSecretMixin, Application):
         False,
         help="Log one line per forwarded request (user, model, status, latency; never content).",
     ).tag(config=True)
+    audit_retention_days = Float(
+        365.0,
+        help="""Days the audit log (claudehub_audit in the usage database: sessions ended and
+        servers opened by someone else, class limits changed, key rotations, forged tokens;
+        docs/security.md) keeps an event; older ones are pruned hourly. 0: keep forever.""",
+    ).tag(config=True)
+
+    @validate("audit_retention_days")
+    def _check_retention(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if value < 0:
+            raise TraitError("audit_retention_days must be 0 (keep forever) or more")
+        return value
 
     # -- life cycle --------------------------------------------------------------------------------
     def initialize(self, argv: Any = None) -> None:
@@ -423,6 +436,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
             service_prefix=self.service_prefix,
             api_key_file=self.api_key_file,
             file_poll_interval=self.file_poll_interval,
+            audit_retention_days=self.audit_retention_days,
         )
 
     async def run(self) -> None:

@@ -99,6 +99,7 @@ class TokenAuthenticator:
                     f"Invalid sandbox token ({e.reason}). Restart your server from the hub "
                     "to get a fresh token.",
                     "invalid_token",
+                    forged=e.forged,
                 ) from None
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()

@@ -41,6 +41,7 @@ NO_KEY_MESSAGE = (
 
 #: Refusals that one fresh look at the hub may lift: the server just started.
 RECHECK_REASONS = frozenset({"server_stopped", "stale_token"})
+_LOCAL_BODY_MAX = 65536  # the local endpoints' largest body (POST /audit takes one event)
 
 
 class _NoParser:
@@ -96,6 +97,8 @@ class Listener(Protocol):
     def local_handler(self) -> LocalHandler | None: ...
     @property
     def refresh_servers(self) -> Callable[[], Awaitable[None]] | None: ...
+    @property
+    def report_forged(self) -> Callable[[str, str], None] | None: ...
 
     def register(self, conn: ClientConnection) -> bool:
         """Hold a new connection; False when it must be closed at once (full, shutting down)."""
@@ -273,7 +276,7 @@ class ClientConnection(asyncio.Protocol):
             # a local request (health, metrics, usage): keep what the admin endpoints need
             req.token = self.token
             req.authz = self.authz.decode("latin-1")
-            if self.content_length > 65536:
+            if self.content_length > _LOCAL_BODY_MAX:
                 raise _Reject(413, "request_too_large", "Request body too large for this endpoint.")
             return
         req.route = route
@@ -295,6 +298,8 @@ class ClientConnection(asyncio.Protocol):
                 req.refusal = refusal
                 if refusal.reason in RECHECK_REASONS and srv.refresh_servers is not None:
                     req.token = self.token
+                if refusal.forged and srv.report_forged is not None:
+                    srv.report_forged(self._peer(), self.token)
         if self.content_length > srv.settings.max_body_bytes:
             raise _Reject(413, "request_too_large", self._too_large())
         if self.expect_continue and self.transport is not None:
@@ -305,6 +310,13 @@ class ClientConnection(asyncio.Protocol):
                 self.lingering = True
                 return
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _peer(self) -> str:
+        """The client's address (no port), for the audit log's forged-token records."""
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        if isinstance(peer, tuple) and peer:
+            return str(peer[0])
+        return str(peer or "")
 
     def _too_large(self) -> str:
         limit = self.srv.settings.max_body_bytes
@@ -318,6 +330,11 @@ class ClientConnection(asyncio.Protocol):
         if req.body_len > self.srv.settings.max_body_bytes:
             raise _Reject(413, "request_too_large", self._too_large())
         if req.route and (req.refusal is None or req.token):
+            req.body.append(body)
+        elif not req.route:
+            # a local request's body (POST /audit): small, as for a Content-Length one
+            if req.body_len > _LOCAL_BODY_MAX:
+                raise _Reject(413, "request_too_large", "Request body too large for this endpoint.")
             req.body.append(body)
 
     def on_message_complete(self) -> None:

@@ -26,6 +26,8 @@ class Refusal(Exception):
         message: str,
         reason: str,
         headers: tuple[tuple[str, str], ...] = (),
+        *,
+        forged: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -33,10 +35,13 @@ class Refusal(Exception):
         self.message = message
         self.reason = reason
         self.headers = headers
+        # a well-formed sandbox token with a bad signature: the audit log records it
+        self.forged = forged
 
 
 REASONS = {
     200: b"OK",
+    201: b"Created",
     400: b"Bad Request",
     401: b"Unauthorized",
     403: b"Forbidden",

@@ -65,6 +65,9 @@ class KeyProxyServer:
         # A server that started after the last poll is not yet known; its token is checked
         # again after one fresh look instead of being refused for up to a poll interval.
         self.refresh_servers: Callable[[], Awaitable[None]] | None = None
+        # Set by the service: records a forged sandbox token (client address, token) in the
+        # audit log, which keeps the token only long enough to read the user it claims.
+        self.report_forged: Callable[[str, str], None] | None = None
         self.target = UpstreamTarget.from_url(settings.upstream_url, settings.upstream_ca_file)
         self.pool = UpstreamPool(
             self.target,

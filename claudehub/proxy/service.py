@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from claudehub.contract.tokens import load_token_secret, read_secret_file
 from claudehub.proxy.admin import AdminAuth, LocalEndpoints
+from claudehub.proxy.audit import AuditLog, AuditStore
 from claudehub.proxy.auth import HubPoller, TokenAuthenticator
 from claudehub.proxy.limits import Limits, utc_day
 from claudehub.proxy.metrics import Metrics
@@ -58,6 +59,7 @@ class KeyProxyOptions:
     token_secret_file: str = ""
     file_poll_interval: float = 5.0
     shared_limits_interval: float = 1.0
+    audit_retention_days: float = 365.0
 
     @property
     def hub_mode(self) -> bool:
@@ -89,6 +91,12 @@ class KeyProxy:
             self.shared = SharedLimits(
                 self.limits, self.recorder, self.store, interval=o.shared_limits_interval
             )
+        self.audit = AuditLog(
+            AuditStore(self.store) if self.store is not None else None,
+            self.recorder,
+            retention_days=o.audit_retention_days,
+            flush_interval=max(o.usage_flush_interval, 0.2),
+        )
         self.admin_auth = AdminAuth(o.admin_tokens, o.hub_api_url if o.hub_mode else "")
         self.local = LocalEndpoints(
             lambda: self.server,
@@ -96,10 +104,12 @@ class KeyProxy:
             prefixes=[o.service_prefix] if o.service_prefix else [],
             authenticate_metrics=o.authenticate_metrics,
             hub_mode=o.hub_mode,
+            audit=self.audit,
         )
         self.server = KeyProxyServer(
             o.settings, self.authenticator, self.limits, self.recorder, self.metrics, self.local
         )
+        self.server.report_forged = self.audit.token_forged
         self.poller: HubPoller | None = None
         if o.hub_mode:
             self.poller = HubPoller(
@@ -181,6 +191,7 @@ class KeyProxy:
         if self.poller is not None:
             self.poller.start()
         self.recorder.start()
+        self.audit.start()
         await self.server.start(host, port)
         if not self.authenticator.secret:
             log.warning(
@@ -205,6 +216,7 @@ class KeyProxy:
         await self.server.shutdown(grace)
         if self.shared is not None:
             await self.shared.stop()
+        await self.audit.stop()
         await self.recorder.stop()
         await self.admin_auth.close()
 
@@ -228,6 +240,7 @@ class KeyProxy:
                     else:
                         self.metrics.count_key_reload()
                         log.info("Reloaded the API key from %s", o.api_key_file)
+                        self.audit.key_rotated(o.api_key_file)
             if o.token_secret_file:
                 s = stamp(o.token_secret_file)
                 if s is not None and s != secret_stamp:
