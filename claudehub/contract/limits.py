@@ -15,13 +15,17 @@ Every field is optional; one left out means "this class does not set it":
 ``rate_limit_burst``
     requests a learner may make at once before the rate applies (0: the rate per minute);
 ``allowed_models``
-    exact model names or shell patterns (``claude-haiku-*``); an empty list allows every model.
+    model ids or patterns (``claude-haiku-*``), compared as :mod:`claudehub.contract.models`
+    says; an empty list allows every model. A class's list replaces the hub-wide one for its
+    learners, so it may narrow it or widen it.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from claudehub.contract.models import check_allowlist
 
 #: The group property holding a class's limits.
 GROUP_LIMITS_PROPERTY = "claudehub.limits"
@@ -31,7 +35,7 @@ LIMIT_FIELDS = {
     "daily_token_budget": "a whole number of tokens, 0 or more (0: no budget)",
     "rate_limit_per_minute": "a number of requests per minute, 0 or more (0: no limit)",
     "rate_limit_burst": "a whole number of requests, 0 or more (0: the rate per minute)",
-    "allowed_models": "a list of model names or patterns (empty: every model)",
+    "allowed_models": "a list of model ids or patterns (empty: every model)",
 }
 
 
@@ -54,9 +58,9 @@ def parse_limits(value: Any, where: str) -> dict[str, Any]:
             continue
         key = f"{where}.{name}"
         if name == "allowed_models":
-            if not isinstance(raw, list) or not all(isinstance(m, str) and m for m in raw):
+            if not isinstance(raw, list):
                 raise ValueError(f"{key} must be {LIMIT_FIELDS[name]}, not {raw!r}")
-            out[name] = list(raw)
+            out[name] = check_allowlist(raw, key)
         elif name == "rate_limit_per_minute":
             if (
                 isinstance(raw, bool)

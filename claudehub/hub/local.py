@@ -28,6 +28,7 @@ from claudehub.contract.hub import (
     USER_EXTRA_SCOPES,
     service_roles,
 )
+from claudehub.contract.models import check_model_ids
 from claudehub.hub.classes import ClassSettings, configure_classes, env_bool
 from claudehub.hub.pages import configure_pages
 from claudehub.spawner.startqueue import start_timeout_for
@@ -83,7 +84,11 @@ class LocalSettings(Configurable):
         example courses shipped in the repository's ``examples/`` folder."""
     ).tag(config=True)
     allowed_models = List(
-        Unicode(), help="Models users may choose (CLAUDEHUB_MODELS, comma separated)."
+        Unicode(),
+        help="""Models learners may choose, and the only ones the key proxy forwards for them
+        (CLAUDEHUB_MODELS, comma separated model ids; the first is preselected). Empty: no
+        choice offered and every model forwarded. A class's allowed_models replaces the list
+        at the key proxy for its learners (docs/key-proxy.md, "Models").""",
     ).tag(config=True)
     keyproxy_drain_seconds = Float(
         2.0,
@@ -197,11 +202,24 @@ class LocalSettings(Configurable):
 
     @default("allowed_models")
     def _d_models(self) -> list[str]:
-        return [m.strip() for m in _env("CLAUDEHUB_MODELS").split(",") if m.strip()]
+        # Defaults bypass @validate: check the environment's value here too.
+        raw = [m for m in _env("CLAUDEHUB_MODELS").split(",") if m.strip()]
+        return _checked_models(raw, "CLAUDEHUB_MODELS")
+
+    @validate("allowed_models")
+    def _check_models(self, proposal: dict[str, Any]) -> list[str]:
+        return _checked_models(proposal["value"], "LocalSettings.allowed_models")
 
     @validate("dev_password")
     def _check_password(self, proposal: dict[str, Any]) -> str:
         return _checked_password(str(proposal["value"]))
+
+
+def _checked_models(value: Any, where: str) -> list[str]:
+    try:
+        return check_model_ids(value, where)
+    except ValueError as e:
+        raise TraitError(str(e)) from None
 
 
 def _checked_password(value: str) -> str:
@@ -336,6 +354,8 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
                 "-m",
                 "claudehub.proxy.app",
                 f"--KeyProxyApp.shutdown_timeout={settings.keyproxy_drain_seconds:g}",
+                # the models learners choose are the only ones forwarded for them
+                *(f"--KeyProxyApp.allowed_models={m}" for m in settings.allowed_models),
             ],
             "environment": keyproxy_env,
             "display": False,

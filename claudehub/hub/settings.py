@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from claudehub.contract.models import check_allowlist, check_model_ids
+
 from .classes import CLASS_NAME
 
 DEFAULT_PATH = "/etc/claudehub/values.yaml"
@@ -213,7 +215,7 @@ SCHEMA: dict[str, Any] = {
         "keyproxyUrl": Required(string(URL)),
         "progressUrl": Required(string(URL)),
         "tokenSecretFile": ("/etc/claudehub/secrets/token-secret", string(empty=False)),
-        "models": ([], strings),
+        "models": ([], lambda k, v: _model_ids(k, v)),
         "profiles": ([], list_of(PROFILE)),
     },
     "limits": {
@@ -253,9 +255,21 @@ CLASS_LIMITS: dict[str, Check] = {
 
 
 def _models(key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _fail(key, "must be a list of model names or patterns (empty: every model)", value)
-    return list(value)
+    if not isinstance(value, list):
+        raise _fail(key, "must be a list of model ids or patterns (empty: every model)", value)
+    try:
+        return check_allowlist(value, key)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+
+
+def _model_ids(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise _fail(key, "must be a list of model ids", value)
+    try:
+        return check_model_ids(value, key)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
 
 
 def _classes(key: str, value: Any) -> dict[str, dict[str, Any]]:

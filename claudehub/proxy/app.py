@@ -33,6 +33,7 @@ from traitlets.config import Application, Configurable
 
 from claudehub.contract import env
 from claudehub.contract.limits import parse_limits
+from claudehub.contract.models import check_allowlist
 from claudehub.contract.tokens import load_token_secret, mint_token
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.service import KeyProxy, KeyProxyOptions
@@ -277,8 +278,20 @@ class KeyProxyApp(TokenSecretMixin, Application):
     ).tag(config=True)
     allowed_models = List(
         Unicode(),
-        help="Models users may call (exact names or shell patterns like claude-haiku-*); empty: all.",
+        help="""Models every learner may call: model ids (each also allows its dated
+        snapshots, claude-haiku-4-5 allows claude-haiku-4-5-20251001) or patterns such as
+        claude-haiku-* (docs/key-proxy.md, "Models"). A class's allowed_models replaces this
+        list for its learners. Empty: every model. A request for any other model is refused
+        (403) before anything goes upstream. The hub configurations set it from the models
+        learners may choose (CLAUDEHUB_MODELS, the chart's sandbox.models).""",
     ).tag(config=True)
+
+    @validate("allowed_models")
+    def _check_allowed_models(self, proposal: Any) -> list[str]:
+        try:
+            return check_allowlist(proposal["value"], "KeyProxyApp.allowed_models")
+        except ValueError as e:
+            raise TraitError(str(e)) from None
     max_tokens_cap = Integer(0, help="Largest max_tokens a request may ask for (0: no cap).").tag(
         config=True
     )
@@ -418,6 +431,10 @@ class KeyProxyApp(TokenSecretMixin, Application):
             max_tokens_policy=self.max_tokens_policy,
             cache_read_weight=self.cache_read_budget_weight,
         )
+        if not self.allowed_models:
+            self.log.warning(
+                "No model allowlist (KeyProxyApp.allowed_models): learners may call every model"
+            )
         hub = not self.standalone
         return KeyProxyOptions(
             settings=settings,
@@ -484,7 +501,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (a bad setting stops it with one line naming the setting)."""
     KeyProxyApp.launch_instance(argv)
 
 

@@ -26,7 +26,7 @@ from claudehub.proxy.errors import Refusal, error_response
 from claudehub.proxy.exchange import Exchange
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.metrics import Metrics
-from claudehub.proxy.request import FORWARDED_PATHS, LocalHandler, Request
+from claudehub.proxy.request import ALLOWED_QUERIES, FORWARDED_PATHS, LocalHandler, Request
 from claudehub.proxy.settings import ProxySettings
 from claudehub.proxy.upstream import UpstreamPool
 from claudehub.proxy.usage import UsageRecorder
@@ -280,6 +280,17 @@ class ClientConnection(asyncio.Protocol):
                 raise _Reject(413, "request_too_large", "Request body too large for this endpoint.")
             return
         req.route = route
+        if q != -1 and url[q + 1 :] not in ALLOWED_QUERIES:
+            # Only the body names a model; a query string is refused rather than forwarded, so
+            # nothing the upstream might read there bypasses the body's checks.
+            req.refusal = Refusal(
+                400,
+                "invalid_request_error",
+                f"{route} takes no query parameters here but beta=true; put the model and "
+                "every other field in the JSON body.",
+                "query",
+            )
+            return
         if req.method != b"POST":
             req.refusal = Refusal(
                 405, "invalid_request_error", f"{route} only accepts POST.", "method"

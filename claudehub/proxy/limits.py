@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from claudehub.contract.models import MODEL_ID_RULE, is_model_id, shown
 from claudehub.proxy.errors import Refusal
 from claudehub.proxy.rules import Rule, resolve
 
@@ -205,17 +206,14 @@ class Limits:
 
     # -- body checks (only when a model allowlist or a max_tokens cap is configured) -------
     def check_body(self, body: bytes, user: str) -> bytes | None:
-        """Check ``user``'s request body; return a replacement (clamped max_tokens) or None."""
+        """Check ``user``'s request body; return a replacement (clamped max_tokens) or None.
+
+        The body is read the strictest way a JSON reader could: UTF-8 only and no key twice
+        in any object, so that no other reader (the upstream's) can see another ``model``
+        than the one compared here (claudehub.contract.models says how).
+        """
         rule = self.rule_for(user)
-        try:
-            data: Any = json.loads(body)
-        except ValueError:
-            raise Refusal(
-                400,
-                "invalid_request_error",
-                "The request body is not valid JSON.",
-                "bad_json",
-            ) from None
+        data = _strict_json(body)
         if not isinstance(data, dict):
             raise Refusal(
                 400,
@@ -224,15 +222,23 @@ class Limits:
                 "bad_json",
             )
         model = data.get("model")
-        if rule.allowed_models and not rule.model_allowed(model):
-            allowed = ", ".join(rule.allowed_models)
-            raise Refusal(
-                403,
-                "permission_error",
-                f"The model {model!r} is not available on this hub. Allowed models: {allowed}. "
-                "Choose one with /model (or ANTHROPIC_MODEL).",
-                "model",
-            )
+        if rule.allowed_models:
+            if not is_model_id(model):
+                raise Refusal(
+                    400,
+                    "invalid_request_error",
+                    f"model: {shown(model)} is not a model id ({MODEL_ID_RULE}).",
+                    "bad_model",
+                )
+            if not rule.model_allowed(model):
+                allowed = ", ".join(rule.allowed_models)
+                raise Refusal(
+                    403,
+                    "permission_error",
+                    f"The model {model!r} is not available on this hub. Allowed models: "
+                    f"{allowed}. Choose one with /model (or ANTHROPIC_MODEL).",
+                    "model",
+                )
         cap = rule.max_tokens_cap
         max_tokens = data.get("max_tokens")
         if cap > 0 and isinstance(max_tokens, int) and max_tokens > cap:
@@ -251,3 +257,54 @@ class Limits:
                 thinking["budget_tokens"] = min(thinking["budget_tokens"], cap - 1)
             return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         return None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def _strict_json(body: bytes) -> Any:
+    """``body`` parsed as JSON in UTF-8 with no repeated key, or a 400 :class:`Refusal`."""
+    try:
+        # json.loads(bytes) would also guess UTF-16 and UTF-32: the API reads UTF-8 only
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refusal(
+            400, "invalid_request_error", "The request body is not UTF-8.", "bad_json"
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as e:
+        raise Refusal(
+            400,
+            "invalid_request_error",
+            f"The request body has the key {shown(e.key)} twice in one object.",
+            "bad_json",
+        ) from None
+    except ValueError:  # json.JSONDecodeError, or a number too long to convert
+        raise Refusal(
+            400,
+            "invalid_request_error",
+            "The request body is not valid JSON.",
+            "bad_json",
+        ) from None
+    except RecursionError:
+        raise Refusal(
+            400,
+            "invalid_request_error",
+            "The request body nests too deeply.",
+            "bad_json",
+        ) from None

@@ -18,6 +18,10 @@ FORWARDED_PATHS = {
     b"/v1/messages/count_tokens": "/v1/messages/count_tokens",
 }
 
+#: The query strings a forwarded request may carry: none, or the Messages API's beta flag
+#: (Claude Code and the SDKs' beta client send ``?beta=true``). Anything else is refused.
+ALLOWED_QUERIES = frozenset({b"", b"beta=true"})
+
 
 @dataclass(slots=True)
 class Request:

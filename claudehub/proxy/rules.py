@@ -15,11 +15,12 @@ classes change, so the request path does a single dictionary lookup.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from claudehub.contract.models import Allowlist
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,10 @@ class Rule:
     daily_token_budget: int = 0
     allowed_models: tuple[str, ...] = ()
     max_tokens_cap: int = 0
-    _exact: frozenset[str] = field(init=False, repr=False, compare=False)
-    _patterns: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    models: Allowlist = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        exact = frozenset(m for m in self.allowed_models if not any(c in m for c in "*?["))
-        object.__setattr__(self, "_exact", exact)
-        object.__setattr__(
-            self, "_patterns", tuple(m for m in self.allowed_models if m not in exact)
-        )
+        object.__setattr__(self, "models", Allowlist(self.allowed_models))
 
     @property
     def rate(self) -> float:
@@ -56,12 +52,9 @@ class Rule:
         """Whether this user's requests must be parsed as JSON before they are forwarded."""
         return bool(self.allowed_models) or self.max_tokens_cap > 0
 
-    def model_allowed(self, model: object) -> bool:
-        if not isinstance(model, str):
-            return False
-        if model in self._exact:
-            return True
-        return any(fnmatch.fnmatchcase(model, p) for p in self._patterns)
+    def model_allowed(self, model: str) -> bool:
+        """Whether this user may use the model id ``model`` (claudehub.contract.models)."""
+        return self.models.allows(model)
 
 
 def _most_generous(specs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
