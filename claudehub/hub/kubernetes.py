@@ -36,6 +36,7 @@ from claudehub.contract.hub import (
 from claudehub.contract.limits import parse_limits
 from claudehub.spawner.startqueue import queued_start_timeout
 
+from .audit import ADMIN_TOKEN_ENV, configure_audit
 from .classes import ClassSettings, configure_classes
 from .pages import configure_pages
 from .settings import SettingsError
@@ -305,3 +306,6 @@ def configure_kubernetes(
         configure_classes(c, classes)
     except ValueError as e:  # admins may not attach, with the shared password (from the env)
         raise SettingsError(f"auth.adminsAttachServers: {e}") from None
+    # The audit log (docs/security.md): what only the hub sees goes to the key proxy's /audit,
+    # with the admin token from the hub Secret (keyproxy-admin-token).
+    configure_audit(c, settings["spawner"]["keyproxyUrl"], env.get(ADMIN_TOKEN_ENV, ""))

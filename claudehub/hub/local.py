@@ -29,6 +29,7 @@ from claudehub.contract.hub import (
     service_roles,
 )
 from claudehub.contract.models import check_model_ids
+from claudehub.hub.audit import configure_audit, keyproxy_admin
 from claudehub.hub.classes import ClassSettings, configure_classes, env_bool
 from claudehub.hub.pages import configure_pages
 from claudehub.spawner.startqueue import start_timeout_for
@@ -375,6 +376,9 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
     # Classes, instructors, the admins' access to servers and the course service's switches
     # (docs/instructors.md): last, once the services and roles are set.
     configure_classes(c, ClassSettings(parent=settings))
+    # The audit log (docs/security.md): what only the hub sees goes to the key proxy's
+    # /audit with its admin token (the one the course service shares, or a new one).
+    configure_audit(c, *keyproxy_admin(c))
 
 
 def banner(settings: LocalSettings) -> str:

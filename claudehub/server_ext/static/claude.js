@@ -65,6 +65,7 @@
 
   var ws = null;
   var ended = false;
+  var ending = false; // the learner's own End session is under way
   var renewing = false; // "New conversation" sent, its "started" not yet seen
   var retries = 0;
   // flow-control state, reset for every connection
@@ -192,16 +193,42 @@
       ws = null;
       if (ended) return;
       retries += 1;
-      if (retries > 3) {
-        // refused again and again: the login expired or the server is gone; the page itself
-        // then leads to the hub (login, or its "server not running" page)
-        location.reload();
+      setStatus("disconnected, reconnecting…", "bad");
+      if (ending) {
+        retryLater();
         return;
       }
-      var delay = Math.min(1000 * Math.pow(2, retries - 1), 15000);
-      setStatus("disconnected, reconnecting…", "bad");
-      setTimeout(connect, delay);
+      serverGone().then(function (gone) {
+        if (ended) return;
+        if (gone) {
+          // someone else ended the session (an instructor, an admin, the idle culler): the
+          // hub's page says who and when, in plain words
+          ended = true;
+          location.href = (config.hubHost || "") + config.hubPrefix + "claudehub/session-ended";
+          return;
+        }
+        retryLater();
+      });
     };
+  }
+
+  function retryLater() {
+    if (retries > 3) {
+      // refused again and again: the login expired or the server is gone; the page itself
+      // then leads to the hub (login, or its "server not running" page)
+      location.reload();
+      return;
+    }
+    setTimeout(connect, Math.min(1000 * Math.pow(2, retries - 1), 15000));
+  }
+
+  // Whether this page's server is gone: its own URL then answers through the hub, which says
+  // "not running" with 424 (a server that is only restarting its websocket answers 200).
+  function serverGone() {
+    return fetch(location.href, { credentials: "same-origin", cache: "no-store" }).then(
+      function (resp) { return resp.status === 424; },
+      function () { return false; }
+    );
   }
 
   term.onData(function (data) {
@@ -239,6 +266,7 @@
   document.getElementById("end-session").addEventListener("click", function () {
     if (!window.confirm("End your session? Claude and this server will stop.")) return;
     setStatus("ending the session…");
+    ending = true; // the connection is about to close: this page says so itself
     fetch(config.apiUrl + "session", {
       method: "DELETE",
       headers: { "X-XSRFToken": config.xsrfToken },
@@ -253,10 +281,12 @@
         emit("ended", {});
       } else {
         // the hub refused (or is unreachable): its home page has a stop button too
+        ending = false;
         setStatus("could not end the session here; use the hub page", "bad");
         endedBanner.hidden = false;
       }
     }, function () {
+      ending = false;
       setStatus("could not end the session here; use the hub page", "bad");
       endedBanner.hidden = false;
     });
