@@ -174,6 +174,8 @@ def prepare_launch(
     *,
     extra_env: dict[str, str] | None = None,
     managed: Path = MANAGED_SETTINGS,
+    api_key: str = SANDBOX_KEY,
+    model: str = MODEL,
 ) -> Prepared:
     """Run the launcher's preparation in-process (as root) and hand HOME to nobody.
 
@@ -186,15 +188,15 @@ def prepare_launch(
         "LANG": "C.UTF-8",
         "TERM": "xterm-256color",
         "ANTHROPIC_BASE_URL": upstream_url,
-        "ANTHROPIC_API_KEY": SANDBOX_KEY,
+        "ANTHROPIC_API_KEY": api_key,
         "CLAUDEHUB_RESUME_HINT": RESUME_HINT,
         **(extra_env or {}),
     }
     launcher = Launcher(
         course_dir=str(course),
-        model=MODEL,
+        model=model,
         claude_bin=str(claude_cli),
-        api_key=SANDBOX_KEY,
+        api_key=api_key,
         shell_stub=IMAGE_SHELL_STUB,
         key_from_helper=has_key_helper(managed),
     )
