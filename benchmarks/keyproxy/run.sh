@@ -4,6 +4,8 @@
 #
 #   benchmarks/keyproxy/run.sh                       # TARGETS="direct seed-ka project", 2000 held streams
 #   BENCH_ARGS="--duration 2 --hold-streams 200" benchmarks/keyproxy/run.sh   # quicker
+#   PROXY_EXTRA_ARGS="--KeyProxyApp.allowed_models=claude-sonnet-4-5" benchmarks/keyproxy/run.sh
+#                                                    # with the model check every learner gets
 #
 # Needs the project venv (make setup), Node >= 18 and npm (for the seed proxy, installed into a
 # scratch copy outside the repository). Results: benchmarks/keyproxy/results/<stamp>/ (git-ignored).
@@ -41,7 +43,7 @@ export PROJECT_PROXY_KEY
 # The rate limit is off (one bench user sends ~10k requests/s); usage is recorded as in production.
 export PROJECT_PROXY_CMD="$VENV/bin/claudehub-keyproxy --standalone --ip=\$HOST --port=\$PORT \
 --upstream-url=\$ANTHROPIC_UPSTREAM --rate-limit=0 --db-url=sqlite:///$OUT_DIR/usage.sqlite \
---KeyProxyApp.max_connections=20000"
+--KeyProxyApp.max_connections=20000 ${PROXY_EXTRA_ARGS:-}"
 export PROJECT_PROXY_LABEL="${PROJECT_PROXY_LABEL:-claudehub}"
 export TARGETS="${TARGETS:-direct seed-ka project}"
 export BENCH_ARGS="${BENCH_ARGS:---hold-streams 2000}"

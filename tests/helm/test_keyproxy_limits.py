@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 
 from claudehub.contract.tokens import mint_token
+from claudehub.hub.settings import SettingsError, validate
 from claudehub.proxy.app import KeyProxyApp
 from tests.fakes.upstream import FakeAnthropic
 from tests.helm.charts import KEY_SECRET, Rendering, deep_merge, render
 from tests.helm.test_components_start import Container
 from tests.helpers import free_port
+from tests.hub.test_chart_settings import hub_settings
 
 LIMITS = {
     "rateLimitPerMinute": 0.5,
@@ -196,3 +198,14 @@ def _wait_until_ready(container: Container, proc: subprocess.Popen[bytes]) -> No
         if time.monotonic() > deadline:
             pytest.fail("the rendered key proxy never became ready")
         time.sleep(0.2)
+
+
+def test_a_class_list_allowing_every_model_stops_the_hub_with_one_line() -> None:
+    values = deep_merge(
+        json.loads(json.dumps(KEY_SECRET)),
+        {"classes": {"physics": {"limits": {"allowedModels": ["claude-haiku-4-5", "claude-*"]}}}},
+    )
+    with pytest.raises(SettingsError) as err:
+        validate(hub_settings(values))
+    assert "classes.physics.limits.allowedModels" in str(err.value)
+    assert "would allow every model" in str(err.value) and "\n" not in str(err.value)

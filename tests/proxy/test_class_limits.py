@@ -110,10 +110,17 @@ def test_groups_from_the_hub_become_classes_and_bad_limits_are_named() -> None:
             "properties": {"claudehub.limits": {"daily_token_budget": -1}},
         },
         {"name": "typo", "users": ["dan"], "properties": {"claudehub.limits": {"budget": 5}}},
+        {
+            "name": "everything",
+            "users": ["eve"],
+            "properties": {"claudehub.limits": {"allowed_models": ["claude-*"]}},
+        },
     ]
     classes, problems = classes_from_groups(groups)
     assert classes == {"a": (["alice"], {"daily_token_budget": 5})}
-    assert len(problems) == 2
+    assert len(problems) == 3
+    # a pattern allowing every model is no class list: eve gets the hub-wide models
+    assert "group 'everything'" in problems[2] and "would allow every model" in problems[2]
     assert (
         "group 'bad'" in problems[0] and "daily_token_budget must be a whole number" in problems[0]
     )
