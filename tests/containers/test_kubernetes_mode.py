@@ -38,6 +38,8 @@ pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.e2e]
 REAL_KEY = "sk-ant-api03-REALKEY-k8s-0123456789abcdefghijklmnopqrstuvwxyz"
 ANSWER = "Attention weighs every token against every other token."
 QUESTION = "What does attention compute?"
+#: The one model learners may choose (sandbox.models): the only one the key proxy forwards.
+MODEL = "claude-sonnet-4-5"
 COURSE = {
     "id": "attention",
     "title": "Attention, step by step",
@@ -112,6 +114,7 @@ def stack(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         course_repository(pm)
         values: dict[str, Any] = json.loads(json.dumps(VALUES))
         values["keyproxy"]["upstream"] = {"url": upstream.url}
+        values["sandbox"]["models"] = [MODEL]
         values["progress"] = {
             "localRepositories": {"existingClaim": "course-repos"},
             "courses": [COURSE],
@@ -334,6 +337,62 @@ def test_login_course_answer_end_session(stack: Stack, browser: Any) -> None:
         return resp.status_code == 401 and resp.json()["type"] == "error"
 
     wait(refused, 90, "the key proxy to refuse the ended session's token")
+
+
+#: Run inside the sandbox: each (name, path, header, model) asked of the key proxy with the
+#: sandbox's own token, as Claude in the sandbox holds it; prints {name: status}.
+LEAK_PROBE = r"""
+import json, os, sys, urllib.error, urllib.request
+base, token, leaks = sys.argv[1], os.environ["ANTHROPIC_API_KEY"], json.loads(sys.argv[2])
+out = {}
+for name, path, header, model in leaks:
+    value = "Bearer " + token if header == "authorization" else token
+    body = {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+        headers={header: value, "anthropic-version": "2023-06-01",
+                 "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            out[name] = resp.status
+    except urllib.error.HTTPError as e:
+        out[name] = e.code
+print(json.dumps(out))
+"""
+
+LEAKS = [
+    ("opus", "/v1/messages?beta=true", "x-api-key", "claude-opus-4-1"),
+    ("haiku", "/v1/messages", "x-api-key", "claude-haiku-4-5"),
+    ("upper-case", "/v1/messages", "x-api-key", "CLAUDE-SONNET-4-5"),
+    ("trailing-space", "/v1/messages", "x-api-key", MODEL + " "),
+    ("bearer", "/v1/messages", "authorization", "claude-opus-4-1"),
+    ("query", "/v1/messages?model=claude-opus-4-1", "x-api-key", MODEL),
+    ("count-tokens", "/v1/messages/count_tokens", "x-api-key", "claude-opus-4-1"),
+    ("allowed", "/v1/messages", "x-api-key", MODEL),
+]
+
+
+def test_a_learners_token_reaches_no_other_model_from_the_sandbox(
+    stack: Stack, browser: Any
+) -> None:
+    """sandbox.models reaches the rendered key proxy: from inside the learner's pod, with
+    the pod's own token, every other model and spelling is refused; the chosen one answers."""
+    page = open_claude(stack, browser, "dora")
+    running = sandbox(stack, "dora")
+    env = {e["name"]: e.get("value", "") for e in running.manifest["spec"]["containers"][0]["env"]}
+    base = env["ANTHROPIC_BASE_URL"]
+    assert env["ANTHROPIC_MODEL"] == MODEL
+    before = len(stack.upstream.requests)
+    result = stack.pm.exec(
+        running.container(),
+        ["/opt/claudehub/bin/python", "-c", LEAK_PROBE, base, json.dumps(LEAKS)],
+    )
+    assert result.returncode == 0, result.stderr
+    statuses = json.loads(result.stdout)
+    assert statuses.pop("allowed") == 200
+    assert all(code in (400, 403) for code in statuses.values()), statuses
+    went_up = [(r.body or {}).get("model") for r in stack.upstream.requests[before:]]
+    assert went_up == [MODEL], went_up
+    page.close()
 
 
 def _exists(container: str) -> bool:
