@@ -51,8 +51,9 @@ MAX_DETAIL_STRING = 200
 MAX_DETAIL_LIST = 20
 
 _SECRET_MARKERS = ("sk-ant-", "chs1.")
-# A run that could be a credential: base64/base64url/hex alphabet, long enough to be one.
-_RUN = re.compile(r"[A-Za-z0-9+/=_\-.]{24,}")
+# A run that could be a credential: base64url/base64 alphabet, long enough to be one ("/" and
+# "." split runs, so paths and dotted names are judged by their parts).
+_RUN = re.compile(r"[A-Za-z0-9+=_\-]{24,}")
 _HEX = re.compile(r"[0-9a-fA-F]{32,}")
 _DETAIL_KEY = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 
@@ -85,7 +86,7 @@ def looks_secret(value: str) -> bool:
     if _HEX.search(value):
         return True
     for run in _RUN.findall(value):
-        core = run.strip("-_.=/")
+        core = run.strip("-_=")
         if len(core) >= 32 and _entropy(core) >= 4.0:
             return True
         if len(core) >= 24 and _entropy(core) >= 4.3:

@@ -16,6 +16,7 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
 from . import service
+from .audit_view import fetch_audit, recent_events
 from .catalogue import Catalogue
 from .handlers import resolve_hub_user, sees_everything
 from .service import ServiceState
@@ -34,6 +35,7 @@ def render_admin_page(
     completions: list[dict[str, Any]],
     errors: list[dict[str, Any]],
     prefix: str,
+    audit: list[dict[str, Any]] | None = None,
 ) -> str:
     """The admin page's HTML: one row per completion, one per course error, and per loaded
     course one row per warning (file, JSON path, reason: what was left out or handed to
@@ -41,7 +43,9 @@ def render_admin_page(
 
     ``completions`` and ``errors`` are :func:`service.all_progress` and
     :func:`service.course_errors` (its warning entries are shown from ``catalogue``, with
-    their JSON path); ``prefix`` is the service's URL prefix (ends in '/').
+    their JSON path); ``prefix`` is the service's URL prefix (ends in '/'); ``audit`` the
+    newest audit events (:func:`~claudehub.progress.audit_view.recent_events`; None: the key
+    proxy's log is not configured or unreachable).
     """
     rows = []
     for c in completions:
@@ -69,6 +73,7 @@ def render_admin_page(
         errors=[e for e in errors if e.get("severity") != "warning"],
         warnings=warnings,
         prefix=prefix,
+        audit=audit,
     )
 
 
@@ -100,6 +105,7 @@ class AdminPageHandler(_OAuthPage):
             await service.all_progress(self.state),
             service.course_errors(self.state),
             self.settings["claudehub_prefix"],
+            await recent_events(self.settings.get("claudehub_usage_source")),
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -118,6 +124,29 @@ class AdminPageCSVHandler(_OAuthPage):
         self.finish(await service.export_csv(self.state))
 
 
+class AdminAuditExportHandler(_OAuthPage):
+    """``{prefix}admin/audit.(csv|json)``: the key proxy's audit export, for admins only."""
+
+    @web.authenticated
+    async def get(self, fmt: str) -> None:
+        if not sees_everything(self.current_user):
+            raise web.HTTPError(403, "admins only")
+        source = self.settings.get("claudehub_usage_source")
+        if source is None:
+            raise web.HTTPError(404, "no key proxy audit log is configured")
+        query = {
+            k: self.get_argument(k, "") for k in ("since", "until", "action", "actor", "limit")
+        }
+        status, body = await fetch_audit(source, query, fmt)
+        if status != 200:
+            raise web.HTTPError(502, "the key proxy's audit log is unavailable")
+        kind = "text/csv" if fmt == "csv" else "application/json"
+        self.set_header("Content-Type", f"{kind}; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="claudehub-audit.{fmt}"')
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+
 # untyped jupyterhub base, as for _OAuthPage
 class OAuthCallbackHandler(HubOAuthCallbackHandler):  # type: ignore[misc, unused-ignore]
     @property
@@ -131,4 +160,5 @@ def admin_page_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]
         (rf"{base}/oauth_callback", OAuthCallbackHandler),
         (rf"{base}/admin/?", AdminPageHandler),
         (rf"{base}/admin/progress\.csv", AdminPageCSVHandler),
+        (rf"{base}/admin/audit\.(csv|json)", AdminAuditExportHandler),
     ]

@@ -29,6 +29,7 @@ from claudehub.contract.audit import (
     FIELD_LIMITS,
     KEY_ROTATE,
     TOKEN_FORGED,
+    AuditEventError,
     check_event,
     format_ts,
 )
@@ -198,15 +199,18 @@ class AuditLog:
 
     def key_rotated(self, key_file: str) -> None:
         """The real key's file changed and the new key is in use (never the key itself)."""
-        self.record(
-            {
-                "action": KEY_ROTATE,
-                "actor": _OPERATOR_KEY_FILE,
-                "actor_kind": "operator",
-                "target": "anthropic api key",
-                "detail": {"key_file": key_file[:200]},
-            }
-        )
+        event: dict[str, Any] = {
+            "action": KEY_ROTATE,
+            "actor": _OPERATOR_KEY_FILE,
+            "actor_kind": "operator",
+            "target": "anthropic api key",
+            "detail": {"key_file": key_file[-200:]},
+        }
+        try:
+            self.record(event)
+        except AuditEventError as e:  # an odd path: the rotation is still worth a record
+            log.warning("Recording the key rotation without its file name: %s", e)
+            self.record({**event, "detail": {}})
 
     def token_forged(self, source: str, token: str) -> None:
         """A sandbox token with a bad signature came from ``source``: record it, at most once
