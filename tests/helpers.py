@@ -3,15 +3,57 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+
+#: How long a test waits for something that should happen before it calls it a hang. The
+#: machines running the suite are shared and noisy: a wait bounded by a few seconds fails a
+#: good change on a slow moment, so tests wait for the condition itself, this long at most,
+#: and leave speed to the benchmarks (CONTRIBUTING.md, "Targets are met in benchmarks").
+PATIENCE = 60.0
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]],
+    within: float = PATIENCE,
+    interval: float = 0.05,
+    what: str = "the condition",
+) -> None:
+    """Wait until ``condition()`` (a plain or an async callable) holds; fail only when it
+    has not after ``within`` seconds, i.e. on a hang, never on a slow moment."""
+    deadline = time.monotonic() + within
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} was not reached within {within:g} s")
+        await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    condition: Callable[[], bool],
+    within: float = PATIENCE,
+    interval: float = 0.1,
+    what: str = "the condition",
+) -> None:
+    """:func:`eventually` for synchronous tests (Playwright's sync API, subprocesses)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} was not reached within {within:g} s")
+        time.sleep(interval)
 
 
 def free_port() -> int:

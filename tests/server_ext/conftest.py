@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import PATIENCE
+
 BASH = ["bash", "--norc", "--noprofile", "-i"]
 
 
@@ -45,7 +47,7 @@ class Term:
     async def type(self, text: str) -> None:
         await self.send("stdin", text)
 
-    async def next(self, wait: float = 10) -> list[Any]:
+    async def next(self, wait: float = PATIENCE) -> list[Any]:
         raw = await asyncio.wait_for(self.ws.read_message(), wait)
         assert raw is not None, "websocket closed"
         if isinstance(raw, bytes):
@@ -58,14 +60,14 @@ class Term:
             self.events.append(msg)
         return msg  # type: ignore[no-any-return]
 
-    async def expect(self, text: str, wait: float = 10) -> str:
+    async def expect(self, text: str, wait: float = PATIENCE) -> str:
         """Read until `text` appears in the output; returns the output so far."""
         async with asyncio.timeout(wait):
             while text not in self.output:
                 await self.next(wait)
         return self.output
 
-    async def event(self, kind: str, wait: float = 10) -> list[Any]:
+    async def event(self, kind: str, wait: float = PATIENCE) -> list[Any]:
         async with asyncio.timeout(wait):
             while True:
                 for i, ev in enumerate(self.events):

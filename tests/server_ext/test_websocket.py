@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from claudehub.server_ext import websocket
-from tests.helpers import free_port
+from tests.helpers import PATIENCE, free_port
 
 # no pytest.mark.asyncio: pytest-jupyter runs these coroutines on the server's own loop
 
@@ -38,7 +38,9 @@ RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3
 RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 LIMIT = 4096
 SMALL_LIMIT = {"ServerApp": {"tornado_settings": {"websocket_max_message_size": LIMIT}}}
-PING_INTERVAL = 0.3
+#: Fast keep-alive for these tests, but not so fast that a slow moment on a shared machine
+#: (the client answering late) looks like a dead peer to the server.
+PING_INTERVAL = 1.0
 FAST_PINGS = {"ClaudeHubApp": {"ping_interval": PING_INTERVAL}}
 
 
@@ -114,7 +116,7 @@ class Client:
             await self.writer.drain()
             await asyncio.sleep(0.001)
 
-    async def read_frame(self, wait: float = 10) -> tuple[bool, int, bytes]:
+    async def read_frame(self, wait: float = PATIENCE) -> tuple[bool, int, bytes]:
         async with asyncio.timeout(wait):
             b0, b1 = await self.reader.readexactly(2)
             assert not b1 & 0x80, "a server frame was masked"
@@ -126,7 +128,7 @@ class Client:
                 (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
             return bool(b0 & 0x80), b0 & 0x0F, await self.reader.readexactly(n)
 
-    async def next(self, wait: float = 10) -> tuple[int, bytes]:
+    async def next(self, wait: float = PATIENCE) -> tuple[int, bytes]:
         """The next frame (pings are answered unless ``answer_pings`` is off)."""
         fin, opcode, payload = await self.read_frame(wait)
         assert fin, "the server fragmented a message"
@@ -160,19 +162,19 @@ class Client:
         self.kinds.clear()
         return info
 
-    async def expect(self, text: str, wait: float = 10) -> None:
+    async def expect(self, text: str, wait: float = PATIENCE) -> None:
         async with asyncio.timeout(wait):
             while text not in self.output:
                 opcode, _ = await self.next(wait)
                 assert opcode != CLOSE, f"closed while waiting for {text!r}"
 
-    async def expect_pong(self, payload: bytes, wait: float = 10) -> None:
+    async def expect_pong(self, payload: bytes, wait: float = PATIENCE) -> None:
         async with asyncio.timeout(wait):
             while payload not in self.pongs:
                 opcode, _ = await self.next(wait)
                 assert opcode != CLOSE
 
-    async def expect_close(self, code: int | None, wait: float = 10) -> bytes:
+    async def expect_close(self, code: int | None, wait: float = PATIENCE) -> bytes:
         """Read up to the server's close frame; check its code; then the TCP connection ends."""
         async with asyncio.timeout(wait):
             while True:
@@ -262,7 +264,7 @@ def sessions(jp_serverapp: Any) -> Any:
 
 async def no_connections(jp_serverapp: Any) -> None:
     """The server forgot its connections (on_close ran)."""
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(PATIENCE):
         while sessions(jp_serverapp).connections:  # noqa: ASYNC110 (polling the server)
             await asyncio.sleep(0.02)
 
@@ -583,12 +585,12 @@ async def test_frames_after_the_close_frame_are_ignored(connect: Open) -> None:
 @pytest.mark.parametrize("jp_server_config", [FAST_PINGS], indirect=True, ids=["pings"])
 async def test_a_client_that_answers_pings_stays_connected(connect: Open) -> None:
     client = await opened(connect)
-    with contextlib.suppress(TimeoutError):  # read (and answer) for 4 intervals
-        async with asyncio.timeout(4 * PING_INTERVAL):
-            while True:
-                opcode, _ = await client.next()
-                assert opcode != CLOSE
-    assert client.pings >= 3
+    # read (and answer) until the third ping: still connected after it (counted in pings,
+    # not in seconds, so a slow moment only makes this take longer)
+    async with asyncio.timeout(PATIENCE):
+        while client.pings < 3:
+            opcode, _ = await client.next()
+            assert opcode != CLOSE
     await client.send(frame(TEXT, msg("stdin", "echo alive-$((1+6))\r")))
     await client.expect("alive-7")
 
@@ -597,15 +599,14 @@ async def test_a_client_that_answers_pings_stays_connected(connect: Open) -> Non
 async def test_a_silent_client_is_dropped(connect: Open, jp_serverapp: Any) -> None:
     client = await opened(connect)
     client.answer_pings = False
-    t0 = time.monotonic()
     with pytest.raises(asyncio.IncompleteReadError) as eof:
-        async with asyncio.timeout(6 * PING_INTERVAL):
+        async with asyncio.timeout(PATIENCE):
             while True:
                 opcode, _ = await client.next()
                 assert opcode != CLOSE  # dropped, not closed politely: the peer is gone
     assert eof.value.partial == b""
+    # dropped for not answering a ping it was sent, not before one
     assert client.pings >= 1
-    assert time.monotonic() - t0 >= PING_INTERVAL
     await no_connections(jp_serverapp)
 
 
@@ -710,7 +711,7 @@ async def test_tls_echo_over_tornados_ssl_stream(tmp_path: Path) -> None:
             huge = os.urandom(3 << 20)  # more than high_water: the transport congests
             await ws.send(huge)
             assert await ws.recv() == huge
-            latency = await asyncio.wait_for(await ws.ping(b"tls-ping"), 5)
+            latency = await asyncio.wait_for(await ws.ping(b"tls-ping"), PATIENCE)
             assert latency >= 0
             assert connections[0].congestion == [True, False]
             await ws.close()
@@ -718,7 +719,7 @@ async def test_tls_echo_over_tornados_ssl_stream(tmp_path: Path) -> None:
             assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000
         assert len(connections) == 1
         assert isinstance(connections[0].transport, websocket._StreamTransport)
-        await asyncio.wait_for(connections[0].closed.wait(), 5)
+        await asyncio.wait_for(connections[0].closed.wait(), PATIENCE)
 
 
 async def test_interop_with_the_websockets_client_over_tcp() -> None:
@@ -737,11 +738,11 @@ async def test_interop_with_the_websockets_client_over_tcp() -> None:
             assert await ws.recv() == big
             await ws.send([b"frag", b"ments"])  # a fragmented message
             assert await ws.recv() == b"fragments"
-            await asyncio.wait_for(await ws.ping(b"tcp-ping"), 5)
+            await asyncio.wait_for(await ws.ping(b"tcp-ping"), PATIENCE)
             await ws.close(4001, "done")
             assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 4001
         assert not isinstance(connections[0].transport, websocket._StreamTransport)
-        await asyncio.wait_for(connections[0].closed.wait(), 5)
+        await asyncio.wait_for(connections[0].closed.wait(), PATIENCE)
 
 
 async def test_a_server_close_is_answered_or_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -756,11 +757,15 @@ async def test_a_server_close_is_answered_or_times_out(monkeypatch: pytest.Monke
             assert ws.close_code == 4002 and ws.close_reason == "server says bye"
         silent = await http_request(port, upgrade_lines(port, "/echo", {}))
         assert silent.status == 101
-        await silent.send(frame(TEXT, b"close:no answer"))
         t0 = time.monotonic()
+        await silent.send(frame(TEXT, b"close:no answer"))
         assert await silent.expect_close(4002) == close_body(4002, b"no answer")
-        assert 0.2 < time.monotonic() - t0 < 3
-        await asyncio.wait_for(connections[1].closed.wait(), 5)
+        # the TCP connection ended (expect_close waits for that) only after the server had
+        # waited CLOSE_TIMEOUT for an answer. A lower bound only: t0 is taken before the
+        # server can see the request, so a slow machine only makes this longer; how much
+        # longer is not this test's business (no upper bound).
+        assert time.monotonic() - t0 >= 0.25  # CLOSE_TIMEOUT, less the timer's slack
+        await asyncio.wait_for(connections[1].closed.wait(), PATIENCE)
 
 
 async def test_a_long_close_reason_is_cut_at_a_character_boundary() -> None:
