@@ -15,7 +15,7 @@ from claudehub.contract.tokens import mint_token
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.service import KeyProxy, KeyProxyOptions
 from claudehub.proxy.settings import ProxySettings
-from tests.helpers import postgres_server
+from tests.helpers import PATIENCE, postgres_server
 
 REAL_KEY = "sk-ant-api03-real-key-for-tests-0123456789abcdefghij"
 SECRET = b"claudehub-test-token-secret"
@@ -83,8 +83,9 @@ def alice_token() -> str:
     return token("alice")
 
 
-async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait until ``condition()`` holds (checked every 20 ms); fail after ``within`` seconds."""
+async def eventually(condition: Callable[[], bool], within: float = PATIENCE) -> None:
+    """Wait until ``condition()`` holds (checked every 20 ms); fail after ``within`` seconds
+    (a ceiling for a hang: tests wait for conditions, not for times)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while not condition():

@@ -200,7 +200,8 @@ async def test_graceful_shutdown_lets_open_streams_finish(
         )
         first = await resp.content.readline()
         stopping = asyncio.ensure_future(proxy.stop(30))
-        await asyncio.sleep(0.05)
+        # the stop has begun (the listener is closing), however long that took to start
+        await eventually(lambda: proxy.server.closing)
         # no new connections while draining
         with pytest.raises(aiohttp.ClientConnectionError):
             async with aiohttp.ClientSession() as other:

@@ -7,7 +7,6 @@ tests run on SQLite and (``-m postgres``) on a real PostgreSQL server.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from claudehub.proxy.limits import Limits
 from claudehub.proxy.service import KeyProxy
 from claudehub.proxy.usage import usage_table
 from tests.fakes.upstream import FakeAnthropic
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
 from tests.proxy.conftest import StartProxy, message_body, token
 
 pytestmark = pytest.mark.asyncio
@@ -61,16 +60,33 @@ async def two_replicas(
 
 
 async def spend_across(
-    http: aiohttp.ClientSession, proxies: list[KeyProxy], user: str, tries: int, pause: float
+    http: aiohttp.ClientSession,
+    proxies: list[KeyProxy],
+    user: str,
+    tries: int,
+    cost: int,
+    in_step: bool,
 ) -> list[int]:
-    """One request at a time, alternating replicas; the statuses in order."""
+    """One request at a time, alternating replicas; the statuses in order.
+
+    ``in_step``: before the next request, wait until every replica counts what was answered
+    so far (``cost`` each): a learner whose answers take longer than the replicas' syncs
+    (Claude's do). Waiting for that, rather than sleeping a few sync intervals, keeps a slow
+    moment of the machine from turning into a missed sync and an overspent budget."""
     statuses = []
     for i in range(tries):
         status, data = await ask(http, proxies[i % len(proxies)], user)
         statuses.append(status)
         if status == 403:
             assert "today's budget" in data["error"]["message"]
-        await asyncio.sleep(pause)
+        if in_step:
+            spent = statuses.count(200) * cost
+
+            def synced(spent: int = spent) -> bool:
+                used = {p.limits.used_today(user) for p in proxies}
+                return len(used) == 1 and min(used) >= spent
+
+            await eventually(synced, what="the replicas agreeing on the usage")
     return statuses
 
 
@@ -85,10 +101,10 @@ async def test_one_budget_across_two_replicas(
             start_proxy, fake_upstream, db_url, {"daily_token_budget": budget}, INTERVAL
         )
         user = f"learner-{uuid.uuid4().hex[:8]}"
-        statuses = await spend_across(http, proxies, user, tries=10, pause=3 * INTERVAL)
+        statuses = await spend_across(http, proxies, user, tries=10, cost=cost, in_step=True)
     answered = statuses.count(200)
-    # With a pause longer than two syncs between requests, the stated bound is the one
-    # request that crossed the budget: at most budget + one answer in all.
+    # With the replicas in step between requests, the stated bound is the one request that
+    # crossed the budget: at most budget + one answer in all.
     assert answered * cost <= budget + cost, statuses
     assert answered >= 4, statuses
     # both replicas now refuse, whichever the learner reaches
@@ -107,7 +123,8 @@ async def test_without_sharing_each_replica_would_allow_a_budget(
         proxies = await two_replicas(
             start_proxy, fake_upstream, db_url, {"daily_token_budget": 4 * cost}, 0
         )
-        statuses = await spend_across(http, proxies, "bob", tries=10, pause=3 * INTERVAL)
+        # no sharing, so nothing to wait for: each replica only ever knows its own answers
+        statuses = await spend_across(http, proxies, "bob", tries=10, cost=cost, in_step=False)
     assert statuses.count(200) == 8
 
 
