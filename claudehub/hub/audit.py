@@ -43,6 +43,7 @@ from claudehub.contract.hub import CULLER_SERVICE, KEYPROXY_SERVICE
 from claudehub.contract.limits import GROUP_LIMITS_PROPERTY
 
 from .ended import ENDED, SessionEndedHandler
+from .pages import TEMPLATES_DIR
 
 log = logging.getLogger("claudehub.hub.audit")
 
@@ -334,6 +335,10 @@ def configure_audit(c: Any, keyproxy_url: str, admin_token: str) -> None:
     tornado_settings = dict(c.JupyterHub.get("tornado_settings", {}))
     tornado_settings["log_function"] = AuditHook(reporter)
     c.JupyterHub.tornado_settings = tornado_settings
+    # the learner's page is one of claudehub's templates (both modes have them already)
+    paths = list(c.JupyterHub.get("template_paths", []))
+    if str(TEMPLATES_DIR) not in paths:
+        c.JupyterHub.template_paths = [*paths, str(TEMPLATES_DIR)]
     handlers = list(c.JupyterHub.get("extra_handlers", []))
     handlers.append((r"/claudehub/session-ended", SessionEndedHandler))
     c.JupyterHub.extra_handlers = handlers

@@ -223,10 +223,13 @@
   }
 
   // Whether this page's server is gone: its own URL then answers through the hub, which says
-  // "not running" with 424 (a server that is only restarting its websocket answers 200).
+  // "not running" with 424, or sends it to its start-up page while the stop is under way (a
+  // server that only dropped the websocket answers 200 itself).
   function serverGone() {
     return fetch(location.href, { credentials: "same-origin", cache: "no-store" }).then(
-      function (resp) { return resp.status === 424; },
+      function (resp) {
+        return resp.status === 424 || resp.url.indexOf(config.hubPrefix + "spawn-pending/") !== -1;
+      },
       function () { return false; }
     );
   }
