@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -27,7 +26,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from claudehub.contract.course_client import ProgressClient
 from claudehub.progress.app import ProgressService
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PATIENCE, free_port
 
 from .test_hub_auth import (
     ADMIN_TOKEN,
@@ -308,24 +307,22 @@ async def test_class_page_in_chromium_updates_live_when_a_learner_answers(
             page = await _login(browser, hub, "tina")
             resp = await page.goto(hub.public + PREFIX + "classes/alpha")
             assert resp is not None and resp.status == 200
-            await page.wait_for_selector("#live[data-state=live]", timeout=10_000)
+            await page.wait_for_selector("#live[data-state=live]", timeout=PATIENCE * 1000)
             row = page.locator('#learners tr[data-user="alice"] td')
             assert await row.nth(3).inner_text() == "1 (quiz)"
             bar = page.locator('#stage-chart g.bar[data-stage^="1."]')
             assert await bar.get_attribute("data-done") == "1"
 
-            # alice completes stage 2 with its quiz, in "another browser" (her own token)
-            started = time.monotonic()
+            # alice completes stage 2 with its quiz, in "another browser" (her own token): the
+            # open page shows it without a reload (how soon: benchmarks/classpage/bench.py)
             await alice.answer("t101", "q2", "1")
             await page.wait_for_function(
                 """() => {
                     const td = document.querySelectorAll('#learners tr[data-user="alice"] td')[3];
                     return td && td.textContent === "1 (quiz), 2 (quiz)";
                 }""",
-                timeout=2_000,
+                timeout=PATIENCE * 1000,
             )
-            elapsed = time.monotonic() - started
-            assert elapsed < 2.0
             bar2 = page.locator('#stage-chart g.bar[data-stage^="2."]')
             assert await bar2.get_attribute("data-done") == "1"
 
@@ -420,7 +417,7 @@ async def test_an_instructor_ends_sessions_of_their_class_only(
         try:
             page = await _login(browser, hub, "tina")
             await page.goto(base + "classes/alpha")
-            await page.wait_for_selector("#live[data-state=live]", timeout=10_000)
+            await page.wait_for_selector("#live[data-state=live]", timeout=PATIENCE * 1000)
             cell = page.locator('#learners tr[data-user="alice"] td').nth(6)
             assert await cell.inner_text() == "running"
             # a cross-site style POST with the cookie but without the page's XSRF token
@@ -437,7 +434,7 @@ async def test_an_instructor_ends_sessions_of_their_class_only(
                     const td = document.querySelectorAll('#learners tr[data-user="alice"] td')[6];
                     return td && td.textContent === "stopped";
                 }""",
-                timeout=20_000,
+                timeout=PATIENCE * 1000,
             )
             assert not await _running(hub, "alice")
         finally:

@@ -90,9 +90,10 @@ def spawner_config(cluster: Cluster, **overrides: Any) -> Config:
     s.progress_url = "http://claudehub-progress.claudehub.svc:8000/services/progress/"
     s.allowed_models = MODELS
     s.course_choices = lambda spawner: COURSES
-    s.start_timeout = 10
-    s.k8s_api_request_timeout = 3
-    s.k8s_api_request_retry_timeout = 6
+    # ceilings for a hang, not speeds: the emulator is local, but the machine is shared
+    s.start_timeout = 60
+    s.k8s_api_request_timeout = 20
+    s.k8s_api_request_retry_timeout = 40
     for key, value in overrides.items():
         setattr(s, key, value)
     return c

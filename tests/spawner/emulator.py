@@ -276,7 +276,7 @@ class Kubelet:
             pod: dict[str, Any] = await resp.json()
             return pod
 
-    async def wait_for_pod(self, namespace: str, name: str, within: float = 10) -> dict[str, Any]:
+    async def wait_for_pod(self, namespace: str, name: str, within: float = 60) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while loop.time() < deadline:

@@ -14,6 +14,7 @@ from tornado import web
 
 from claudehub.contract.tokens import verify_token
 from claudehub.spawner.kube import ClaudeSpawner, SandboxStartError
+from tests.helpers import PATIENCE, eventually
 from tests.spawner.conftest import SECRET, Cluster, reset_kubespawner
 from tests.spawner.emulator import running_status, waiting_status
 from tests.spawner.pss import restricted_violations
@@ -46,7 +47,7 @@ def validate_everywhere(manifest: dict[str, Any]) -> None:
 async def start_and_run(cluster: Cluster, spawner: ClaudeSpawner) -> str:
     start = asyncio.ensure_future(spawner.start())
     await cluster.kubelet.run(cluster.namespace, spawner.pod_name)
-    return str(await asyncio.wait_for(start, 10))
+    return str(await asyncio.wait_for(start, PATIENCE))
 
 
 @pytest.mark.asyncio
@@ -279,13 +280,12 @@ async def fail_with(
     start = asyncio.ensure_future(spawner.start())
     pod = await cluster.kubelet.wait_for_pod(cluster.namespace, spawner.pod_name)
     await cluster.kubelet.set_status(cluster.namespace, spawner.pod_name, status(pod))
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
     with pytest.raises(SandboxStartError) as info:
-        await asyncio.wait_for(start, 10)
-    # Reported at once, not after start_timeout.
-    assert loop.time() - t0 < 3
+        await asyncio.wait_for(start, PATIENCE)
     message = str(info.value)
+    # The pod's own failure is reported, not the start timeout running out (the callers
+    # check which failure the message names; timed, this flaked on a slow moment).
+    assert "did not start within" not in message, message
     assert info.value.jupyterhub_message == message
     await spawner.stop(now=True)
     assert cluster.emulator.live("pods", cluster.namespace, spawner.pod_name) is None
@@ -370,7 +370,7 @@ async def test_a_pod_that_never_starts_times_out_with_a_clear_message(
     }
     await cluster.kubelet.set_status(cluster.namespace, pod["metadata"]["name"], status)
     with pytest.raises(SandboxStartError) as info:
-        await asyncio.wait_for(start, 10)
+        await asyncio.wait_for(start, PATIENCE)
     assert str(info.value) == (
         "Your sandbox did not start within 2 seconds (last step: Waiting for room in the "
         "cluster). Please try again in a few minutes; if it keeps happening, tell your operator."
@@ -395,11 +395,7 @@ async def test_progress_speaks_the_users_language(
     pod = await cluster.kubelet.wait_for_pod(cluster.namespace, spawner.pod_name)
 
     async def until(text: str) -> None:
-        for _ in range(100):
-            if text in messages:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{text!r} never shown; got {messages}")
+        await eventually(lambda: text in messages, what=f"{text!r} shown (got {messages})")
 
     fetching = waiting_status(pod, "notebook", "PodInitializing", "")
     fetching["initContainerStatuses"][0]["state"] = {"running": {}}
@@ -410,8 +406,8 @@ async def test_progress_speaks_the_users_language(
     await cluster.kubelet.set_status(cluster.namespace, "claudehub-ivan", starting)
     await until("Starting Claude…")
     await cluster.kubelet.set_status(cluster.namespace, "claudehub-ivan", running_status(pod))
-    await asyncio.wait_for(start, 10)
-    await asyncio.wait_for(collector, 5)
+    await asyncio.wait_for(start, PATIENCE)
+    await asyncio.wait_for(collector, PATIENCE)
     assert messages[-2:] == ["Fetching course…", "Starting Claude…"]
     assert all("[" not in m for m in messages)  # no raw Kubernetes event lines
 
@@ -537,13 +533,9 @@ async def test_a_leftover_pod_of_the_same_name_is_replaced(
     start = asyncio.ensure_future(spawner.start())
     # The create is refused (409), the stale pod deleted, the new one created (3 creates);
     # the kubelet then starts that one.
-    for _ in range(200):
-        if len(cluster.emulator.created("pods")) == 3:
-            break
-        await asyncio.sleep(0.05)
-    assert len(cluster.emulator.created("pods")) == 3
+    await eventually(lambda: len(cluster.emulator.created("pods")) == 3, what="three creates")
     await cluster.kubelet.run(cluster.namespace, "claudehub-nina")
-    assert await asyncio.wait_for(start, 10) == "http://10.42.0.7:8888"
+    assert await asyncio.wait_for(start, PATIENCE) == "http://10.42.0.7:8888"
     live = cluster.emulator.live("pods", cluster.namespace, "claudehub-nina")
     assert live is not None and live["spec"]["containers"][0]["image"] == IMAGE
 
@@ -572,11 +564,9 @@ async def test_a_class_logging_in_at_once_waits_in_the_queue(
     collectors = [asyncio.ensure_future(collect(s)) for s in spawners]
 
     async def until(name: str, text: str) -> None:
-        for _ in range(200):
-            if text in messages[name]:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{text!r} never shown to {name}; got {messages[name]}")
+        await eventually(
+            lambda: text in messages[name], what=f"{text!r} shown to {name} (got {messages[name]})"
+        )
 
     pod = await cluster.kubelet.wait_for_pod(ns, first.pod_name)
     ahead = "Many learners are starting at once: 1 learner is ahead of you in the queue."
@@ -590,15 +580,15 @@ async def test_a_class_logging_in_at_once_waits_in_the_queue(
         ns, pod["metadata"]["name"], waiting_status(pod, "notebook", "ErrImagePull", "no")
     )
     with pytest.raises(SandboxStartError):
-        await asyncio.wait_for(starts[0], 10)
+        await asyncio.wait_for(starts[0], PATIENCE)
     await until("q-cat", "Many learners are starting at once: you are next in the queue.")
     await cluster.kubelet.wait_for_pod(ns, second.pod_name)
     assert await cluster.kubelet.get_pod(ns, third.pod_name) is None
     await cluster.kubelet.run(ns, second.pod_name)
-    await asyncio.wait_for(starts[1], 10)
+    await asyncio.wait_for(starts[1], PATIENCE)
     await cluster.kubelet.run(ns, third.pod_name)
-    await asyncio.wait_for(starts[2], 10)
-    await asyncio.wait_for(asyncio.gather(*collectors[1:]), 10)
+    await asyncio.wait_for(starts[2], PATIENCE)
+    await asyncio.wait_for(asyncio.gather(*collectors[1:]), PATIENCE)
     assert ClaudeSpawner._start_queue is not None and ClaudeSpawner._start_queue.busy == 0
     for spawner in spawners:
         await spawner.stop(now=True)
@@ -612,10 +602,10 @@ async def test_a_stuck_start_gives_its_slot_to_the_next_learner(
     """A pod that cannot be scheduled fails after sandbox_start_timeout, not after the
     whole queue's start_timeout, and the learner waiting behind it starts."""
     ns = cluster.namespace
-    stuck, next_ = (
-        make_spawner(name, start_slots=1, sandbox_start_timeout=1, start_timeout=60)
-        for name in ("s-ada", "s-bo")
-    )
+    # only the stuck pod gets the short sandbox_start_timeout: the next learner's pod must
+    # not time out between its creation and the test's kubelet running it
+    stuck = make_spawner("s-ada", start_slots=1, sandbox_start_timeout=1, start_timeout=600)
+    next_ = make_spawner("s-bo", start_slots=1, sandbox_start_timeout=600, start_timeout=600)
     for spawner in (stuck, next_):
         await spawner.apply_sandbox_options({})
     first = asyncio.ensure_future(stuck.start())
@@ -636,9 +626,9 @@ async def test_a_stuck_start_gives_its_slot_to_the_next_learner(
     await asyncio.sleep(0.3)
     assert await cluster.kubelet.get_pod(ns, next_.pod_name) is None  # waits its turn
     with pytest.raises(SandboxStartError, match="did not start within 1 seconds"):
-        await asyncio.wait_for(first, 10)
+        await asyncio.wait_for(first, PATIENCE)
     await cluster.kubelet.wait_for_pod(ns, next_.pod_name)
     await cluster.kubelet.run(ns, next_.pod_name)
-    await asyncio.wait_for(second, 10)
+    await asyncio.wait_for(second, PATIENCE)
     for spawner in (stuck, next_):
         await spawner.stop(now=True)
