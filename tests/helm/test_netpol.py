@@ -105,6 +105,7 @@ def expected(rendering: Rendering) -> set[tuple[str, str, int, str]]:
     # The key proxy: reached by sandboxes and by the course service (the class page's tokens
     # column reads its admin /usage); reaches the Anthropic API and the hub.
     allow("progress", "keyproxy", *tcp(8080))
+    allow("hub", "keyproxy", *tcp(8080))  # the audit hook's POST /audit
     allow("keyproxy", "internet", *tcp(443))
     allow("keyproxy", "hub", *tcp(8081))
     # CHP: the public port for everyone (or the ingress controller); API for the hub.
