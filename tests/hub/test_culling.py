@@ -9,6 +9,7 @@ configuration gives the culler service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from jupyterhub_idle_culler import cull_idle
 
 from claudehub.hub.kubernetes import CULLER_SERVICE, services_and_roles
+from tests.helpers import eventually
 from tests.hub.hubproc import running_hub
 from tests.hub.test_kubernetes import ENV, SETTINGS
 
@@ -26,10 +28,18 @@ pytestmark = [pytest.mark.slow]
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 CULLER_TOKEN = "test-culler-token-0123456789abcdef"
-IDLE_LIMIT = 6  # seconds without activity before the culler stops a server
+#: seconds without activity before the culler stops a server: well above the busy
+#: server's activity reports (every 1 s), so a slow moment of the machine does not make a
+#: busy server look idle
+IDLE_LIMIT = 10
 #: What each user's terminal runs: "busy" prints all the time, "quiet" has its terminal
 #: open but silent, "idle" never opens one.
 SCRIPTS = {"busy": "while :; do echo tick; sleep 0.3; done", "quiet": "sleep 600"}
+
+
+def ticks(output: list[str]) -> int:
+    """How many chunks of a terminal's output carried a tick."""
+    return sum("tick" in chunk for chunk in output)
 
 
 def culler_role() -> dict[str, Any]:
@@ -124,6 +134,8 @@ async def test_a_busy_terminal_keeps_its_session_and_idle_ones_are_culled(tmp_pa
 
         busy_ws, busy_output = await open_terminal(hub, s, "busy")
         quiet_ws, _ = await open_terminal(hub, s, "quiet")
+        # the quiet and idle servers must have been idle for longer than the limit: a lower
+        # bound the culler's rule needs (a slow machine only makes it longer)
         await asyncio.sleep(IDLE_LIMIT + 3)
         await cull_idle(
             url=hub.api_url,
@@ -131,16 +143,22 @@ async def test_a_busy_terminal_keeps_its_session_and_idle_ones_are_culled(tmp_pa
             inactive_limit=IDLE_LIMIT,
             logger=logging.getLogger("culler"),
         )
-        assert sum("tick" in chunk for chunk in busy_output) > 10
+        # the busy terminal's output kept arriving all along (counted, not timed)
+        await eventually(lambda: ticks(busy_output) > 10, what="the busy terminal's ticks")
+        before = ticks(busy_output)
 
         running = {}
-        for _ in range(100):
+
+        async def culled() -> bool:
             for name in users:
-                status, model = await hub.api(s, "GET", f"users/{name}")
+                _, model = await hub.api(s, "GET", f"users/{name}")
                 running[name] = bool(model["servers"])
-            if not running["quiet"] and not running["idle"]:
-                break
-            await asyncio.sleep(0.1)
+            return not running["quiet"] and not running["idle"]
+
+        with contextlib.suppress(AssertionError):  # the assertion below says what is left
+            await eventually(culled, what="the idle servers stopped")
+        # and it still does after the culling: the busy session was kept
+        await eventually(lambda: ticks(busy_output) > before, what="ticks after the culling")
         await busy_ws.close()
         await quiet_ws.close()
         assert running == {"busy": True, "quiet": False, "idle": False}, hub.log.read_text()[-3000:]
