@@ -65,7 +65,7 @@ def test_ctrl_c_stops_everything_without_a_kill(tmp_path: Path) -> None:
         assert len(processes) >= 4, "hub, proxy, key proxy and course service"
         stack.process.send_signal(signal.SIGINT)  # what Ctrl-C on `make run` sends
         status = stack.process.wait(60)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a ceiling for a hang (the speed: benchmarks/stop)
         while any(alive(p) for p in processes) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [p for p in processes if alive(p)], "processes left after the hub exited"

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from claudehub.spawner.startqueue import StartQueue, start_timeout_for, waiting_message
+from tests.helpers import eventually
 
 
 @pytest.mark.asyncio
@@ -22,7 +23,7 @@ async def test_starts_beyond_the_slots_wait_in_arrival_order() -> None:
             await gate.wait()
 
     tasks = [asyncio.create_task(start(i)) for i in range(5)]
-    await asyncio.sleep(0.01)
+    await eventually(lambda: queue.waiting == 3, what="three learners queued")
     assert order == [0, 1] and queue.busy == 2 and queue.waiting == 3
     assert [queue.ahead_of(tickets[i]) for i in range(5)] == [0, 0, 0, 1, 2]
     gate.set()
@@ -44,7 +45,7 @@ async def test_a_learner_who_gives_up_leaves_the_queue_and_frees_no_one_elses_sl
     first = asyncio.create_task(start("first"))
     quitter = asyncio.create_task(start("quitter"))
     last = asyncio.create_task(start("last"))
-    await asyncio.sleep(0.01)
+    await eventually(lambda: queue.waiting == 2, what="two learners queued")
     quitter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await quitter
