@@ -292,6 +292,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
             return check_allowlist(proposal["value"], "KeyProxyApp.allowed_models")
         except ValueError as e:
             raise TraitError(str(e)) from None
+
     max_tokens_cap = Integer(0, help="Largest max_tokens a request may ask for (0: no cap).").tag(
         config=True
     )
