@@ -10,11 +10,12 @@ NODE_STAMP := node_modules/.installed
 VENDOR := claudehub/server_ext/static/vendor
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: help setup run test lint typecheck pytest images podman bench-keyproxy bench-terminal bench-images clean
+.PHONY: help setup run test tier lint typecheck pytest images podman bench-keyproxy bench-terminal bench-images clean
 
 help:
 	@echo "make run    start local mode on http://127.0.0.1:8000"
 	@echo "make test   install what the suite needs and run it (lint, types, pytest)"
+	@echo "make tier T=tests/proxy  run one tier's tests only (no lint, types or image builds)"
 	@echo "make images build localhost/claudehub/{sandbox,hub}:dev with podman"
 
 $(STAMP): pyproject.toml
@@ -110,6 +111,14 @@ pytest: setup /usr/bin/chromium /usr/bin/strace $(CHECKOV_VENV)/.installed image
 	  $(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# One tier (or any pytest path), e.g. `make tier T=tests/proxy PYTEST_ARGS="-x -q"`: only what
+# pytest needs installed (the venv, npm, chromium, strace, checkov's venv; each a no-op once
+# there), no lint, no mypy, no image build. tests/containers needs `make images` first.
+tier: setup /usr/bin/chromium /usr/bin/strace $(CHECKOV_VENV)/.installed
+	@test -n "$(T)" || { echo "usage: make tier T=tests/<tier> [PYTEST_ARGS=...]"; exit 2; }
+	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" \
+	  $(PY) -m pytest $(T) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules $(VENDOR) .pytest_cache .mypy_cache .ruff_cache
