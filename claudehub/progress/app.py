@@ -28,7 +28,6 @@ import secrets
 import signal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth, HubOAuth
 from jupyterhub.utils import make_ssl_context
@@ -36,6 +35,9 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Dict, Float, Instance, Int, List, Unicode, default
 from traitlets.config import Application
+
+from claudehub.contract import env
+from claudehub.contract.hub import PROGRESS_SERVICE
 
 from .admin_page import admin_page_handlers
 from .assets import DEFAULT_MAX_ASSET_BYTES
@@ -46,9 +48,15 @@ from .handlers import service_handlers
 from .service import ServiceState
 from .store import Store
 
+#: Where the service listens without JUPYTERHUB_SERVICE_URL (standalone).
+DEFAULT_PORT = 10102
+#: This part's own variables (nobody else sets them: an operator's, for the JSON lists).
+COURSES_ENV = "CLAUDEHUB_COURSES"
+CATALOGUES_ENV = "CLAUDEHUB_CATALOGUES"
 
-def _env_json_list(name: str) -> list[Any]:
-    raw = os.environ.get(name, "")
+
+def _json_list(name: str, raw: str) -> list[Any]:
+    """``raw``, the value of the variable ``name``, as a JSON array ([] when empty)."""
     if not raw:
         return []
     value = json.loads(raw)
@@ -96,8 +104,8 @@ class ProgressService(Application):
 
     @default("db_url")
     def _default_db_url(self) -> str:
-        return os.environ.get(
-            "CLAUDEHUB_PROGRESS_DB_URL", "sqlite:///" + os.path.abspath("claudehub-progress.sqlite")
+        return env.read_env(
+            env.PROGRESS_DB_URL, "sqlite:///" + os.path.abspath("claudehub-progress.sqlite")
         )
 
     courses = List(
@@ -108,7 +116,7 @@ class ProgressService(Application):
 
     @default("courses")
     def _default_courses(self) -> list[Any]:
-        return _env_json_list("CLAUDEHUB_COURSES")
+        return _json_list(COURSES_ENV, env.read_env(COURSES_ENV))
 
     catalogues = List(
         Dict(),
@@ -119,7 +127,7 @@ class ProgressService(Application):
 
     @default("catalogues")
     def _default_catalogues(self) -> list[Any]:
-        return _env_json_list("CLAUDEHUB_CATALOGUES")
+        return _json_list(CATALOGUES_ENV, env.read_env(CATALOGUES_ENV))
 
     courses_json = Unicode(
         "",
@@ -130,7 +138,7 @@ class ProgressService(Application):
 
     @default("cache_dir")
     def _default_cache_dir(self) -> str:
-        return os.environ.get("CLAUDEHUB_COURSE_CACHE", os.path.abspath("claudehub-course-cache"))
+        return env.read_env(env.COURSE_CACHE, os.path.abspath("claudehub-course-cache"))
 
     cache_max_age = Float(
         3600.0, help="Seconds a cloned course is used before it is fetched again."
@@ -144,18 +152,13 @@ class ProgressService(Application):
         help="Whether stages completed by the tutor marker alone ([STAGE_COMPLETE:N]) count "
         "toward 'complete'. Stages without a quiz the service can judge always count. The "
         "class page shows how each completion was earned either way. Env fallback: "
-        "CLAUDEHUB_TUTOR_COMPLETIONS_COUNT (true/false; local mode sets it from "
+        "CLAUDEHUB_TUTOR_COMPLETIONS_COUNT (true/false, empty: true; local mode sets it from "
         "ClassSettings.tutor_completions_count).",
     ).tag(config=True)
 
     @default("tutor_completions_count")
     def _default_tutor_count(self) -> bool:
-        raw = os.environ.get("CLAUDEHUB_TUTOR_COMPLETIONS_COUNT", "").strip().lower()
-        if raw in ("", "1", "true", "yes", "on"):
-            return True
-        if raw in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"CLAUDEHUB_TUTOR_COMPLETIONS_COUNT must be true or false, not {raw!r}")
+        return env.read_env_bool(env.TUTOR_COMPLETIONS_COUNT, True)
 
     keyproxy_url = Unicode(
         help="""The key proxy's base URL, for the class page's tokens (its admin /usage).
@@ -164,7 +167,7 @@ class ProgressService(Application):
 
     @default("keyproxy_url")
     def _default_keyproxy_url(self) -> str:
-        return os.environ.get("CLAUDEHUB_KEYPROXY_URL", "")
+        return env.read_env(env.KEYPROXY_URL)
 
     keyproxy_admin_token = Unicode(
         help="""A key proxy admin token (its KeyProxyApp.admin_tokens) to read /usage with.
@@ -173,7 +176,7 @@ class ProgressService(Application):
 
     @default("keyproxy_admin_token")
     def _default_keyproxy_token(self) -> str:
-        return os.environ.get("CLAUDEHUB_KEYPROXY_ADMIN_TOKEN", "")
+        return env.read_env(env.KEYPROXY_ADMIN_TOKEN)
 
     max_bundle_bytes = Int(
         200 * 1024 * 1024, help="Largest course bundle served to a sandbox."
@@ -191,17 +194,16 @@ class ProgressService(Application):
 
     @default("ip")
     def _default_ip(self) -> str:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urlparse(url).hostname or "127.0.0.1") if url else "127.0.0.1"
+        return env.read_env_service_url(DEFAULT_PORT)[0]
 
-    port = Int(help="Port to listen on (default: from JUPYTERHUB_SERVICE_URL, else 10102).").tag(
-        config=True
-    )
+    port = Int(
+        help="""Port to listen on (default: from JUPYTERHUB_SERVICE_URL, its scheme's port
+        when it names none; without it 10102)."""
+    ).tag(config=True)
 
     @default("port")
     def _default_port(self) -> int:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urlparse(url).port or 10102) if url else 10102
+        return env.read_env_service_url(DEFAULT_PORT)[1]
 
     service_prefix = Unicode(help="URL prefix (default: JUPYTERHUB_SERVICE_PREFIX).").tag(
         config=True
@@ -209,7 +211,7 @@ class ProgressService(Application):
 
     @default("service_prefix")
     def _default_prefix(self) -> str:
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/progress/")
+        return env.read_env(env.SERVICE_PREFIX, f"/services/{PROGRESS_SERVICE}/")
 
     hub_auth = Instance(HubAuth)
 
@@ -317,12 +319,10 @@ class ProgressService(Application):
         )
         app = self.make_app()
         ssl_context = None
-        key, cert = (
-            os.environ.get("JUPYTERHUB_SSL_KEYFILE"),
-            os.environ.get("JUPYTERHUB_SSL_CERTFILE"),
-        )
-        if key and cert:
-            ssl_context = make_ssl_context(key, cert, os.environ.get("JUPYTERHUB_SSL_CLIENT_CA"))
+        # internal TLS: the files HubAuth already read (JUPYTERHUB_SSL_KEYFILE, ...)
+        auth = self.hub_auth
+        if auth.keyfile and auth.certfile:
+            ssl_context = make_ssl_context(auth.keyfile, auth.certfile, auth.client_ca or None)
         self.http_server = HTTPServer(app, ssl_options=ssl_context, xheaders=True)
         self.http_server.listen(self.port, self.ip)
         self.log.info(

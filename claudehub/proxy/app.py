@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-import urllib.parse
 from typing import Any
 
 from traitlets import (
@@ -32,6 +31,7 @@ from traitlets import (
 from traitlets.config import Application, Configurable
 
 from claudehub.contract import env
+from claudehub.contract.hub import KEYPROXY_SERVICE
 from claudehub.contract.limits import parse_limits
 from claudehub.contract.models import check_allowlist
 from claudehub.contract.tokens import load_token_secret, mint_token
@@ -40,6 +40,9 @@ from claudehub.proxy.service import KeyProxy, KeyProxyOptions
 from claudehub.proxy.settings import DEFAULT_FORWARD_HEADERS, ProxySettings
 
 log = logging.getLogger("claudehub.proxy")
+
+#: Where the key proxy listens without JUPYTERHUB_SERVICE_URL (standalone).
+DEFAULT_PORT = 8787
 
 
 class TokenSecretMixin(Configurable):
@@ -51,7 +54,7 @@ class TokenSecretMixin(Configurable):
 
     @default("token_secret")
     def _token_secret_default(self) -> str:
-        return os.environ.get(env.TOKEN_SECRET, "")
+        return env.read_env(env.TOKEN_SECRET)
 
     token_secret_file = Unicode(
         help="File holding the token secret (wins over token_secret). Default: env CLAUDEHUB_TOKEN_SECRET_FILE.",
@@ -59,7 +62,7 @@ class TokenSecretMixin(Configurable):
 
     @default("token_secret_file")
     def _token_secret_file_default(self) -> str:
-        return os.environ.get(env.TOKEN_SECRET_FILE, "")
+        return env.read_env(env.TOKEN_SECRET_FILE)
 
     def load_secret(self) -> bytes:
         """The secret from token_secret_file when set, else token_secret."""
@@ -138,19 +141,14 @@ class KeyProxyApp(TokenSecretMixin, Application):
         help="Port to listen on. Default: port of JUPYTERHUB_SERVICE_URL, else 8787."
     ).tag(config=True)
 
-    def _service_url(self) -> urllib.parse.SplitResult | None:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL", "")
-        return urllib.parse.urlsplit(url) if url else None
-
     @default("ip")
     def _ip_default(self) -> str:
-        u = self._service_url()
-        return (u.hostname or "127.0.0.1") if u else "127.0.0.1"
+        return env.read_env_service_url(DEFAULT_PORT)[0]
 
     @default("port")
     def _port_default(self) -> int:
-        u = self._service_url()
-        return (u.port or 80) if u else 8787
+        # JUPYTERHUB_SERVICE_URL's port, its scheme's without one (claudehub.contract.env)
+        return env.read_env_service_url(DEFAULT_PORT)[1]
 
     service_prefix = Unicode(
         help="Hub service prefix the local endpoints also answer under. Default: env JUPYTERHUB_SERVICE_PREFIX."
@@ -158,7 +156,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     @default("service_prefix")
     def _service_prefix_default(self) -> str:
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/keyproxy/")
+        return env.read_env(env.SERVICE_PREFIX, f"/services/{KEYPROXY_SERVICE}/")
 
     # -- upstream and key -------------------------------------------------------------------
     upstream_url = Unicode(
@@ -167,7 +165,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     @default("upstream_url")
     def _upstream_default(self) -> str:
-        return os.environ.get("ANTHROPIC_UPSTREAM_URL") or "https://api.anthropic.com"
+        return env.read_env(env.ANTHROPIC_UPSTREAM_URL) or "https://api.anthropic.com"
 
     upstream_ca_file = Unicode(
         "",
@@ -180,7 +178,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     @default("api_key")
     def _api_key_default(self) -> str:
-        return os.environ.get(env.ANTHROPIC_API_KEY, "")
+        return env.read_env(env.ANTHROPIC_API_KEY)
 
     api_key_file = Unicode(
         help="File holding the real key (wins over api_key); re-read when it changes. Default: env ANTHROPIC_API_KEY_FILE."
@@ -188,7 +186,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     @default("api_key_file")
     def _api_key_file_default(self) -> str:
-        return os.environ.get("ANTHROPIC_API_KEY_FILE", "")
+        return env.read_env(env.ANTHROPIC_API_KEY_FILE)
 
     file_poll_interval = Float(
         5.0, help="Seconds between checks of api_key_file and token_secret_file for changes."
@@ -207,7 +205,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     @default("hub_api_url")
     def _hub_api_url_default(self) -> str:
-        return os.environ.get("JUPYTERHUB_API_URL", "")
+        return env.read_env(env.HUB_API_URL)
 
     hub_api_token = Unicode(
         help="JupyterHub API token (scopes list:users, read:servers; list:groups, read:groups for class limits; read:users for admin checks). Default: env JUPYTERHUB_API_TOKEN."
@@ -215,7 +213,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     @default("hub_api_token")
     def _hub_api_token_default(self) -> str:
-        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        return env.read_env(env.HUB_API_TOKEN)
 
     standalone = Bool(
         help="Run without a hub: tokens are checked by signature and expiry only. Default: true when no hub API URL/token is set."
@@ -344,14 +342,14 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     # -- usage, metrics, admin --------------------------------------------------------------------
     db_url = Unicode(
-        help="SQLAlchemy URL of the usage database (sqlite:///... or postgresql://...). Default: env CLAUDEHUB_KEYPROXY_DB_URL (or CLAUDEHUB_USAGE_DB_URL), else sqlite:///keyproxy-usage.sqlite in the working directory."
+        help="SQLAlchemy URL of the usage database (sqlite:///... or postgresql://...). Default: env CLAUDEHUB_KEYPROXY_DB_URL, else sqlite:///keyproxy-usage.sqlite in the working directory. The old name CLAUDEHUB_USAGE_DB_URL is still read when CLAUDEHUB_KEYPROXY_DB_URL is unset (deprecated: local mode no longer sets it)."
     ).tag(config=True)
 
     @default("db_url")
     def _db_url_default(self) -> str:
         return (
-            os.environ.get("CLAUDEHUB_KEYPROXY_DB_URL")
-            or os.environ.get("CLAUDEHUB_USAGE_DB_URL")
+            env.read_env(env.KEYPROXY_DB_URL)
+            or env.read_env(env.KEYPROXY_DB_URL_OLD)
             or "sqlite:///keyproxy-usage.sqlite"
         )
 
@@ -371,7 +369,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     @default("admin_tokens")
     def _admin_tokens_default(self) -> list[str]:
-        token = os.environ.get("CLAUDEHUB_KEYPROXY_ADMIN_TOKEN", "")
+        token = env.read_env(env.KEYPROXY_ADMIN_TOKEN)
         return [token] if token else []
 
     authenticate_metrics = Bool(
