@@ -31,6 +31,7 @@ from urllib.parse import unquote
 from jupyterhub.log import log_request
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from claudehub.contract import env
 from claudehub.contract.audit import (
     LIMITS_CHANGE,
     SERVER_ACCESS,
@@ -49,7 +50,7 @@ log = logging.getLogger("claudehub.hub.audit")
 
 #: The key proxy's admin token in the hub's environment (the chart's hub Secret,
 #: ``keyproxy-admin-token``; local mode generates one).
-ADMIN_TOKEN_ENV = "CLAUDEHUB_KEYPROXY_ADMIN_TOKEN"
+ADMIN_TOKEN_ENV = env.KEYPROXY_ADMIN_TOKEN
 QUEUE_MAX = 500
 #: The same (actor, action, target) within this many seconds is one event: following
 #: ``/hub/user/<u>/`` leads to an OAuth authorization for the same server a moment later.

@@ -21,7 +21,6 @@ roles are set.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from traitlets import Bool, Dict, TraitError, default, validate
 from traitlets.config import Configurable
 
+from claudehub.contract import env
 from claudehub.contract.hub import (
     CLASS_READ_SCOPE,
     CUSTOM_SCOPES,
@@ -64,24 +64,10 @@ OPERATOR_SCOPES = [
     CLASS_READ_SCOPE,
 ]
 
-#: The environment variable the course service reads its tutor_completions_count from.
-TUTOR_COUNT_ENV = "CLAUDEHUB_TUTOR_COMPLETIONS_COUNT"
-KEYPROXY_ADMIN_TOKEN_ENV = "CLAUDEHUB_KEYPROXY_ADMIN_TOKEN"
-KEYPROXY_URL_ENV = "CLAUDEHUB_KEYPROXY_URL"
-
-
-def env_bool(name: str, fallback: bool) -> bool:
-    """A true/false environment variable (1/0, yes/no, on/off too); ``fallback`` when unset.
-
-    Raises ValueError naming the variable for anything else."""
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return fallback
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, not {raw!r}")
+#: The hub's own variables (a local-mode operator's): the classes (JSON) and whether admins
+#: attach (true/false, claudehub.contract.env's rule).
+CLASSES_ENV = "CLAUDEHUB_CLASSES"
+ADMINS_ATTACH_ENV = "CLAUDEHUB_ADMINS_ATTACH_SERVERS"
 
 
 class ClassSettings(Configurable):
@@ -98,7 +84,7 @@ class ClassSettings(Configurable):
 
     @default("classes")
     def _default_classes(self) -> dict[str, Any]:
-        raw = os.environ.get("CLAUDEHUB_CLASSES", "")
+        raw = env.read_env(CLASSES_ENV)
         value = json.loads(raw) if raw else {}
         return _checked_classes(value)
 
@@ -112,23 +98,24 @@ class ClassSettings(Configurable):
         Off: they are operators instead (the claudehub-operator role): they see and stop
         every session and read every class, but cannot attach, make tokens for others or
         share servers. Off needs an authenticator that checks each user's own credentials
-        (not the shared password). Env fallback: CLAUDEHUB_ADMINS_ATTACH_SERVERS."""
+        (not the shared password). Env fallback: CLAUDEHUB_ADMINS_ATTACH_SERVERS (true/false,
+        empty: on)."""
     ).tag(config=True)
 
     @default("admins_attach_servers")
     def _default_attach(self) -> bool:
-        return env_bool("CLAUDEHUB_ADMINS_ATTACH_SERVERS", True)
+        return env.read_env_bool(ADMINS_ATTACH_ENV, True)
 
     tutor_completions_count = Bool(
         help="""Whether stages completed by the tutor's marker alone ([STAGE_COMPLETE:N], which
         a learner can also type or post) count toward 'complete'. Passed to the course
         service (its ProgressService.tutor_completions_count). Env fallback:
-        CLAUDEHUB_TUTOR_COMPLETIONS_COUNT."""
+        CLAUDEHUB_TUTOR_COMPLETIONS_COUNT (true/false, empty: on)."""
     ).tag(config=True)
 
     @default("tutor_completions_count")
     def _default_tutor(self) -> bool:
-        return env_bool(TUTOR_COUNT_ENV, True)
+        return env.read_env_bool(env.TUTOR_COMPLETIONS_COUNT, True)
 
 
 def _checked_classes(value: Any) -> dict[str, Any]:
@@ -238,14 +225,16 @@ def configure_classes(c: Any, settings: ClassSettings) -> None:
         ]
         if "command" in service:  # a service the hub runs (local mode)
             environment = dict(service.get("environment", {}))
-            environment[TUTOR_COUNT_ENV] = "true" if settings.tutor_completions_count else "false"
+            environment[env.TUTOR_COMPLETIONS_COUNT] = env.bool_value(
+                settings.tutor_completions_count
+            )
             if keyproxy is not None and "command" in keyproxy and keyproxy.get("url"):
                 # the class page's token column reads the key proxy's /usage, for admins only
                 kp_env = dict(keyproxy.get("environment", {}))
-                token = kp_env.get(KEYPROXY_ADMIN_TOKEN_ENV) or secrets.token_urlsafe(32)
-                kp_env[KEYPROXY_ADMIN_TOKEN_ENV] = token
+                token = kp_env.get(env.KEYPROXY_ADMIN_TOKEN) or secrets.token_urlsafe(32)
+                kp_env[env.KEYPROXY_ADMIN_TOKEN] = token
                 keyproxy["environment"] = kp_env
-                environment[KEYPROXY_ADMIN_TOKEN_ENV] = token
-                environment[KEYPROXY_URL_ENV] = str(keyproxy["url"])
+                environment[env.KEYPROXY_ADMIN_TOKEN] = token
+                environment[env.KEYPROXY_URL] = str(keyproxy["url"])
             service["environment"] = environment
     c.JupyterHub.services = services

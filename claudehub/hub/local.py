@@ -30,15 +30,9 @@ from claudehub.contract.hub import (
 )
 from claudehub.contract.models import check_model_ids
 from claudehub.hub.audit import configure_audit, keyproxy_admin
-from claudehub.hub.classes import ClassSettings, configure_classes, env_bool
+from claudehub.hub.classes import ClassSettings, configure_classes
 from claudehub.hub.pages import configure_pages
 from claudehub.spawner.startqueue import start_timeout_for
-
-_ENV = os.environ
-
-
-def _env(name: str, fallback: str = "") -> str:
-    return _ENV.get(name, fallback)
 
 
 class LocalSettings(Configurable):
@@ -54,6 +48,15 @@ class LocalSettings(Configurable):
         help="""Password every user logs in with (CLAUDEHUB_DEV_PASSWORD). Default: a
         random one, kept in <state_dir>/dev-password and printed at start-up."""
     ).tag(config=True)
+    dev_password_from_env = Bool(
+        help="""Whether dev_password came from CLAUDEHUB_DEV_PASSWORD (read once, at start-up):
+        the banner then names the variable instead of printing the operator's password."""
+    )
+
+    @default("dev_password_from_env")
+    def _d_password_from_env(self) -> bool:
+        return bool(env.read_env(env.DEV_PASSWORD))
+
     admin_users = List(Unicode(), help="Hub admins (CLAUDEHUB_ADMIN_USERS, comma separated).").tag(
         config=True
     )
@@ -119,15 +122,15 @@ class LocalSettings(Configurable):
 
     @default("preload_server")
     def _d_preload_server(self) -> bool:
-        return env_bool("CLAUDEHUB_PRELOAD_SERVER", True)
+        return env.read_env_bool("CLAUDEHUB_PRELOAD_SERVER", True)
 
     @default("start_slots")
     def _d_start_slots(self) -> int:
-        return int(_env("CLAUDEHUB_START_SLOTS", "0"))
+        return int(env.read_env("CLAUDEHUB_START_SLOTS", "0"))
 
     @default("class_size")
     def _d_class_size(self) -> int:
-        return int(_env("CLAUDEHUB_CLASS_SIZE", "100"))
+        return int(env.read_env("CLAUDEHUB_CLASS_SIZE", "100"))
 
     @validate("class_size")
     def _class_size_positive(self, proposal: dict[str, Any]) -> int:
@@ -147,64 +150,64 @@ class LocalSettings(Configurable):
 
     @default("bind_url")
     def _d_bind(self) -> str:
-        return _env("CLAUDEHUB_BIND_URL", "http://127.0.0.1:8000")
+        return env.read_env("CLAUDEHUB_BIND_URL", "http://127.0.0.1:8000")
 
     @default("state_dir")
     def _d_state(self) -> str:
-        return _env("CLAUDEHUB_STATE_DIR", str(Path.cwd() / ".state"))
+        return env.read_env("CLAUDEHUB_STATE_DIR", str(Path.cwd() / ".state"))
 
     @default("dev_password")
     def _d_password(self) -> str:
         # Defaults bypass @validate, so check the environment's value here too.
         return _checked_password(
-            _env("CLAUDEHUB_DEV_PASSWORD")
+            env.read_env(env.DEV_PASSWORD)
             or _stored_secret(Path(self.state_dir) / "dev-password", 9)
         )
 
     @default("admin_users")
     def _d_admins(self) -> list[str]:
-        return [u.strip() for u in _env("CLAUDEHUB_ADMIN_USERS").split(",") if u.strip()]
+        return [u.strip() for u in env.read_env("CLAUDEHUB_ADMIN_USERS").split(",") if u.strip()]
 
     @default("admin_password")
     def _d_admin_password(self) -> str:
         if not self.admin_users:
             return ""
-        return _env("CLAUDEHUB_ADMIN_PASSWORD") or _stored_secret(
+        return env.read_env(env.ADMIN_PASSWORD) or _stored_secret(
             Path(self.state_dir) / "admin-password", 24
         )
 
     @default("anthropic_api_key")
     def _d_key(self) -> str:
-        return _env("ANTHROPIC_API_KEY")
+        return env.read_env(env.ANTHROPIC_API_KEY)
 
     @default("upstream_url")
     def _d_upstream(self) -> str:
-        return _env("ANTHROPIC_UPSTREAM_URL", "https://api.anthropic.com")
+        return env.read_env(env.ANTHROPIC_UPSTREAM_URL, "https://api.anthropic.com")
 
     @default("keyproxy_port")
     def _d_kp(self) -> int:
-        return int(_env("CLAUDEHUB_KEYPROXY_PORT", "8010"))
+        return int(env.read_env("CLAUDEHUB_KEYPROXY_PORT", "8010"))
 
     @default("hub_port")
     def _d_hp(self) -> int:
-        return int(_env("CLAUDEHUB_HUB_PORT", "8081"))
+        return int(env.read_env("CLAUDEHUB_HUB_PORT", "8081"))
 
     @default("proxy_api_port")
     def _d_pap(self) -> int:
-        return int(_env("CLAUDEHUB_PROXY_API_PORT", "8001"))
+        return int(env.read_env("CLAUDEHUB_PROXY_API_PORT", "8001"))
 
     @default("progress_port")
     def _d_pp(self) -> int:
-        return int(_env("CLAUDEHUB_PROGRESS_PORT", "8020"))
+        return int(env.read_env("CLAUDEHUB_PROGRESS_PORT", "8020"))
 
     @default("catalog_file")
     def _d_catalog(self) -> str:
-        return _env("CLAUDEHUB_CATALOG") or _example_catalog(Path(self.state_dir))
+        return env.read_env("CLAUDEHUB_CATALOG") or _example_catalog(Path(self.state_dir))
 
     @default("allowed_models")
     def _d_models(self) -> list[str]:
         # Defaults bypass @validate: check the environment's value here too.
-        raw = [m for m in _env("CLAUDEHUB_MODELS").split(",") if m.strip()]
+        raw = [m for m in env.read_env("CLAUDEHUB_MODELS").split(",") if m.strip()]
         return _checked_models(raw, "CLAUDEHUB_MODELS")
 
     @validate("allowed_models")
@@ -328,15 +331,15 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
     AsyncHTTPClient.configure(None, max_clients=max(10, settings.class_size))
 
     keyproxy_env = {
-        "ANTHROPIC_UPSTREAM_URL": settings.upstream_url,
+        env.ANTHROPIC_UPSTREAM_URL: settings.upstream_url,
         env.TOKEN_SECRET: token_secret,
-        "CLAUDEHUB_USAGE_DB_URL": f"sqlite:///{state / 'usage.sqlite'}",
+        env.KEYPROXY_DB_URL: f"sqlite:///{state / 'usage.sqlite'}",
     }
     if settings.anthropic_api_key:
         keyproxy_env[env.ANTHROPIC_API_KEY] = settings.anthropic_api_key
     progress_env = {
-        "CLAUDEHUB_PROGRESS_DB_URL": f"sqlite:///{state / 'progress.sqlite'}",
-        "CLAUDEHUB_COURSE_CACHE": str(state / "courses"),
+        env.PROGRESS_DB_URL: f"sqlite:///{state / 'progress.sqlite'}",
+        env.COURSE_CACHE: str(state / "courses"),
     }
     progress_cmd = [sys.executable, "-m", "claudehub.progress.app"]
     if settings.catalog_file:
@@ -390,7 +393,7 @@ def banner(settings: LocalSettings) -> str:
         "  log in    any user name, password: "
         + (
             settings.dev_password
-            if not _env("CLAUDEHUB_DEV_PASSWORD")
+            if not settings.dev_password_from_env
             else "$CLAUDEHUB_DEV_PASSWORD"
         ),
     ]
