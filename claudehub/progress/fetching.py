@@ -52,6 +52,8 @@ def check_repo_url(repo: str) -> None:
 
 
 def _git_env() -> dict[str, str]:
+    # The exec boundary (allowed in tests/test_contract.py): git's environment is built
+    # from this process's, without any GIT_* variable.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     # never prompt, never run credential helpers or hooks from the environment
     env.update(

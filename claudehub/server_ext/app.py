@@ -9,7 +9,6 @@ backend. No other module of the extension imports this one.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -122,7 +121,7 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     @default("hub_api_url")
     def _default_hub_api_url(self) -> str:
-        return os.environ.get("JUPYTERHUB_API_URL", "")
+        return env.read_env(env.HUB_API_URL)
 
     hub_prefix = Unicode(
         help="URL prefix of the hub pages, for links from the page (default from the hub env).",
@@ -130,7 +129,7 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     @default("hub_prefix")
     def _default_hub_prefix(self) -> str:
-        base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+        base = env.read_env(env.HUB_BASE_URL, "/")
         return base.rstrip("/") + "/hub/"
 
     progress_url = Unicode(
@@ -141,7 +140,7 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     @default("progress_url")
     def _default_progress_url(self) -> str:
-        return os.environ.get(env.PROGRESS_URL, "")
+        return env.read_env(env.PROGRESS_URL)
 
     course_id = Unicode(
         help="""The course this session was started with; empty: none chosen.
@@ -150,7 +149,7 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     @default("course_id")
     def _default_course_id(self) -> str:
-        return os.environ.get(env.COURSE_ID, "")
+        return env.read_env(env.COURSE_ID)
 
     course_dir = Unicode(
         help="""Where the course's files are in the sandbox; its .learner/progress.json is kept
@@ -159,7 +158,7 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     @default("course_dir")
     def _default_course_dir(self) -> str:
-        return os.environ.get(env.COURSE_DIR, "")
+        return env.read_env(env.COURSE_DIR)
 
     api_token = Unicode(
         help="""Token the course service is called with: the server's own hub token, which the
@@ -169,7 +168,34 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
 
     @default("api_token")
     def _default_api_token(self) -> str:
-        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        return env.read_env(env.HUB_API_TOKEN)
+
+    hub_host = Unicode(
+        help="""The hub's public host, for the page's links to the hub (empty: the same
+        origin). Default $JUPYTERHUB_HOST, read once.""",
+    ).tag(config=True)
+
+    @default("hub_host")
+    def _default_hub_host(self) -> str:
+        return env.read_env(env.HUB_HOST)
+
+    hub_user = Unicode(
+        help="""The hub user this server belongs to (the session endpoint stops their server).
+        Default $JUPYTERHUB_USER, read once.""",
+    ).tag(config=True)
+
+    @default("hub_user")
+    def _default_hub_user(self) -> str:
+        return env.read_env(env.HUB_USER)
+
+    server_name = Unicode(
+        help="""This server's name at the hub ('' is the user's default server). Default
+        $JUPYTERHUB_SERVER_NAME, read once.""",
+    ).tag(config=True)
+
+    @default("server_name")
+    def _default_server_name(self) -> str:
+        return env.read_env(env.SERVER_NAME)
 
     # ------------------------------------------------------------------ hooks
 

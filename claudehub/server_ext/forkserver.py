@@ -84,7 +84,7 @@ PRELOAD = (
 IMPORT_TIME_ENV = (
     "JUPYTERHUB_SINGLEUSER_APP",
     "JUPYTERHUB_SINGLEUSER_EXTENSION",
-    "CLAUDEHUB_EVENT_LOOP",
+    singleuser.EVENT_LOOP_ENV,
     "PYTHONPATH",
     "PYTHONHOME",
     "PYTHONSAFEPATH",
@@ -109,6 +109,8 @@ def preload() -> None:
 
 def forks_like_a_fresh_process(env: Mapping[str, str]) -> bool:
     """Whether a server with ``env`` would import what this process has imported."""
+    # The fork boundary (tests/test_contract.py allows it): the request's environment is
+    # compared with the one this process imported under.
     if any(env.get(name) != os.environ.get(name) for name in IMPORT_TIME_ENV):
         return False
     return singleuser._hub_over_plain_http(env) == singleuser._hub_over_plain_http()
@@ -129,6 +131,8 @@ def become_server(argv: list[str], env: dict[str, str], cwd: str) -> None:
             raise SystemExit(1) from None
         if not forks_like_a_fresh_process(env):
             os.execve(sys.executable, [sys.executable, "-m", wire.SINGLEUSER_MODULE, *argv], env)
+        # The fork boundary (allowed in tests/test_contract.py): the child becomes the
+        # server with the requested environment, nothing of the fork server's own kept.
         os.environ.clear()
         os.environ.update(env)
         sys.argv = [wire.SINGLEUSER_MODULE, *argv]

@@ -12,7 +12,6 @@ both hub configurations grant).
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 from urllib.parse import quote
 
@@ -46,9 +45,9 @@ class ClaudePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
             "apiUrl": self.base_url + "claude/api/",
             "xsrfToken": self.xsrf_token.decode("ascii"),
             "hubPrefix": getattr(app, "hub_prefix", "/hub/"),
-            "hubHost": os.environ.get("JUPYTERHUB_HOST", ""),
+            "hubHost": getattr(app, "hub_host", ""),
             "user": getattr(user, "username", ""),
-            "serverName": os.environ.get("JUPYTERHUB_SERVER_NAME", ""),
+            "serverName": getattr(app, "server_name", ""),
             "courseId": backend.course_id,
         }
         html = self.render_template(
@@ -87,10 +86,10 @@ class SessionHandler(ExtensionHandlerMixin, APIHandler):
         app = self.extensionapp
         api_url = getattr(app, "hub_api_url", "")
         token = getattr(app, "api_token", "")  # ClaudeHubApp.api_token: $JUPYTERHUB_API_TOKEN
-        user = os.environ.get("JUPYTERHUB_USER", "")
+        user = getattr(app, "hub_user", "")  # ClaudeHubApp.hub_user: $JUPYTERHUB_USER
         if not (api_url and token and user):
             raise web.HTTPError(501, "This server is not running under JupyterHub")
-        server_name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+        server_name = getattr(app, "server_name", "")
         path = f"/users/{quote(user, safe='')}/server"
         if server_name:
             path = f"/users/{quote(user, safe='')}/servers/{quote(server_name, safe='')}"

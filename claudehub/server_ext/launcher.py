@@ -95,6 +95,12 @@ SANDBOX_TOKEN_ENV = "CLAUDEHUB_SANDBOX_TOKEN"
 #: fresh conversation instead of continuing the course's last one.
 NEW_CONVERSATION_ENV = "CLAUDEHUB_NEW_CONVERSATION"
 
+#: The launcher's own variables (see the module's docstring): the resume hint, or a file
+#: holding it, and the refusing shell (``Launcher.shell_stub``).
+RESUME_HINT_ENV = "CLAUDEHUB_RESUME_HINT"
+RESUME_HINT_FILE_ENV = "CLAUDEHUB_RESUME_HINT_FILE"
+SHELL_STUB_ENV = "CLAUDEHUB_SHELL_STUB"
+
 #: The variables that name Claude Code's shell and editor (all set to the refusing stub).
 SHELL_VARIABLES: tuple[str, ...] = ("SHELL", "CLAUDE_CODE_SHELL", "EDITOR", "VISUAL")
 #: Managed ``env`` entries that describe the sandbox image (its ``PATH``, where its stub
@@ -193,12 +199,12 @@ def build_system_prompt(resume_hint: str = "") -> str:
 
 def read_resume_hint(env: Mapping[str, str], course_dir: str) -> str:
     """Where the learner resumes: ``CLAUDEHUB_RESUME_HINT``, else a hint file, else ``''``."""
-    text = env.get("CLAUDEHUB_RESUME_HINT", "").strip()
+    text = env.get(RESUME_HINT_ENV, "").strip()
     if text:
         return text
     candidates = []
-    if env.get("CLAUDEHUB_RESUME_HINT_FILE"):
-        candidates.append(Path(env["CLAUDEHUB_RESUME_HINT_FILE"]))
+    if env.get(RESUME_HINT_FILE_ENV):
+        candidates.append(Path(env[RESUME_HINT_FILE_ENV]))
     candidates.append(Path(course_dir) / LEARNER_RESUME_FILE)
     for path in candidates:
         try:
@@ -410,7 +416,7 @@ class Launcher(Application):
 
     @default("course_dir")
     def _default_course_dir(self) -> str:
-        return os.environ.get(contract_env.COURSE_DIR, "")
+        return contract_env.read_env(contract_env.COURSE_DIR)
 
     model = Unicode(help="Model passed to the CLI as --model (empty: the CLI's default).").tag(
         config=True
@@ -418,7 +424,7 @@ class Launcher(Application):
 
     @default("model")
     def _default_model(self) -> str:
-        return os.environ.get(contract_env.ANTHROPIC_MODEL, "")
+        return contract_env.read_env(contract_env.ANTHROPIC_MODEL)
 
     claude_bin = Unicode(
         help="The Claude Code CLI: a path or a name looked up on PATH (a .js file runs on node)."
@@ -426,7 +432,7 @@ class Launcher(Application):
 
     @default("claude_bin")
     def _default_claude_bin(self) -> str:
-        return os.environ.get("CLAUDEHUB_CLAUDE_BIN", "") or "claude"
+        return contract_env.read_env(contract_env.CLAUDE_BIN) or "claude"
 
     api_key = Unicode(
         help="""The sandbox token (ANTHROPIC_API_KEY). Used only to pre-answer Claude Code's
@@ -435,7 +441,7 @@ class Launcher(Application):
 
     @default("api_key")
     def _default_api_key(self) -> str:
-        return os.environ.get(contract_env.ANTHROPIC_API_KEY, "")
+        return contract_env.read_env(contract_env.ANTHROPIC_API_KEY)
 
     shell_stub = Unicode(
         help="""A program that refuses to run anything, given to the CLI as its shell and
@@ -444,7 +450,7 @@ class Launcher(Application):
 
     @default("shell_stub")
     def _default_shell_stub(self) -> str:
-        return os.environ.get("CLAUDEHUB_SHELL_STUB", "") or DEFAULT_SHELL_STUB
+        return contract_env.read_env(SHELL_STUB_ENV) or DEFAULT_SHELL_STUB
 
     continue_conversation = Bool(
         True,
@@ -494,6 +500,8 @@ class Launcher(Application):
         is where the config is written and its resume-hint and new-conversation variables
         are read.
         """
+        # The exec boundary (tests/test_contract.py allows it): the CLI inherits this
+        # process's environment, so it is read here, where the child's is built, not in traits.
         environ = os.environ if environ is None else environ
         home = Path(environ.get("HOME") or os.path.expanduser("~"))
         cwd = self.working_dir(home)

@@ -163,6 +163,8 @@ class PtySession:
         try:
             env = self.env
             if extra_env:
+                # The exec boundary (allowed in tests/test_contract.py): the child's
+                # environment is this process's (or the given one) plus this start's extras.
                 env = {**(os.environ if env is None else env), **extra_env}
             self._proc = PtyProcess.spawn(
                 self.argv,

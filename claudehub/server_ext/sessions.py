@@ -51,6 +51,8 @@ class SessionSettings:
         Read from the server's environment each time a process starts, not once: what is
         withheld is decided by name, whenever the variable was set.
         """
+        # The exec boundary (tests/test_contract.py allows it): the terminal's process
+        # inherits the server's environment, filtered by name here, where it is built.
         env = {
             k: v
             for k, v in os.environ.items()

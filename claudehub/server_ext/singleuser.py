@@ -45,6 +45,11 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from claudehub.contract import env as contract_env
+
+#: ``uvloop`` runs the server's event loop on uvloop (:func:`use_uvloop`; off by default).
+EVENT_LOOP_ENV = "CLAUDEHUB_EVENT_LOOP"
+
 #: optional plugins of jsonschema's format checker (it skips a format whose library is absent)
 OPTIONAL_ABSENT = (
     "rfc3987_syntax",
@@ -158,9 +163,11 @@ def _no_sqlalchemy() -> None:
 
 
 def _hub_over_plain_http(environ: Mapping[str, str] | None = None) -> bool:
+    # Before start-up (tests/test_contract.py allows it): this decides what gets imported,
+    # before jupyter-server or any traitlets application exists to hold a setting.
     env = os.environ if environ is None else environ
-    return env.get("JUPYTERHUB_API_URL", "").startswith("http://") and not any(
-        env.get(f"JUPYTERHUB_SSL_{name}") for name in ("KEYFILE", "CERTFILE", "CLIENT_CA")
+    return env.get(contract_env.HUB_API_URL, "").startswith("http://") and not any(
+        env.get(name) for name in contract_env.SSL_VARIABLES
     )
 
 
@@ -221,7 +228,9 @@ def use_uvloop() -> bool:
     loop show no consistent gain in keystroke echo or 50-terminal latency, and uvloop costs
     ~2.2 MB of idle RSS against a 60 MB budget. The switch stays for re-measuring; it must
     take effect before the first loop exists."""
-    if os.environ.get("CLAUDEHUB_EVENT_LOOP", "asyncio") != "uvloop":
+    # Before start-up (tests/test_contract.py allows it): the loop is chosen before the
+    # first one exists, so before any traitlets application could hold the setting.
+    if os.environ.get(EVENT_LOOP_ENV, "asyncio") != "uvloop":
         return False
     try:
         import uvloop

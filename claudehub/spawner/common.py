@@ -44,7 +44,7 @@ SECRET_ENV_NAMES = frozenset(
         "ANTHROPIC_AUTH_TOKEN",
         contract_env.TOKEN_SECRET,
         "CLAUDEHUB_REAL_API_KEY",
-        "CLAUDEHUB_DEV_PASSWORD",
+        contract_env.DEV_PASSWORD,
         "JUPYTERHUB_CRYPT_KEY",
         "CONFIGPROXY_AUTH_TOKEN",
     }

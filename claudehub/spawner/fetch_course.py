@@ -25,11 +25,13 @@ from claudehub.contract.course_client import ProgressAPIError, fetch_course_bund
 
 def main() -> int:
     """Fetch the course bundle; return the process exit status."""
+    # A command-line tool's own argument parsing (allowed in tests/test_contract.py): the
+    # init container's arguments are its environment, set by the spawner.
     try:
         url = os.environ[env.PROGRESS_URL]
         course = os.environ[env.COURSE_ID]
         dest = Path(os.environ[env.COURSE_DIR])
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        token = os.environ.get(env.HUB_API_TOKEN, "")
     except KeyError as e:
         print(f"fetch-course: {e.args[0]} is not set", file=sys.stderr)
         return 1

@@ -313,7 +313,7 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
             contract_env.PROGRESS_URL: self.progress_url,
             contract_env.COURSE_ID: self.course_id,
             contract_env.COURSE_DIR: self.course_dir,
-            "JUPYTERHUB_API_TOKEN": self.api_token or "",
+            contract_env.HUB_API_TOKEN: self.api_token or "",
             "HOME": "/tmp",
         }
         return objects.course_fetch_container(

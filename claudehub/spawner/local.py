@@ -23,6 +23,8 @@ from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import Bool, Instance, Integer, Unicode, Union, default
 
+from claudehub.contract import env as contract_env
+
 from .common import SandboxSpawnerMixin, scrub_environment
 from .forked import ForkedServer, ForkServer, ForkServerError
 from .startqueue import (
@@ -158,8 +160,10 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
         if server is None:
             # What every server's environment starts from (Spawner.env_keep), and the hub's
             # URL: the fork server imports what a server with this environment would.
+            # The exec boundary (allowed in tests/test_contract.py): the fork server's
+            # environment is built from the hub's, as JupyterHub builds a server's.
             env = {k: os.environ[k] for k in self.env_keep if k in os.environ}
-            env["JUPYTERHUB_API_URL"] = self.hub.api_url
+            env[contract_env.HUB_API_URL] = self.hub.api_url
             env = scrub_environment(env, list(self.real_key_values))
             Path(self.sandbox_root).mkdir(parents=True, exist_ok=True)
             server = ForkServer(env, self.sandbox_root, self.log)
