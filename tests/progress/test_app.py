@@ -15,7 +15,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from claudehub.progress.app import ProgressService
-from tests.helpers import free_port
+from tests.helpers import PATIENCE, free_port
 
 from .coursekit import write_claude_md_course
 
@@ -59,17 +59,18 @@ def test_console_script_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         import urllib.request
 
         url = f"http://127.0.0.1:{port}/services/progress/api/health"
-        for _ in range(100):
+        deadline = time.monotonic() + PATIENCE
+        while True:
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     assert json.loads(resp.read()) == {"status": "ok"}
                 break
             except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("service did not start") from None
                 time.sleep(0.1)
-        else:
-            raise AssertionError("service did not start")
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
+        out, _ = proc.communicate(timeout=PATIENCE)
         assert proc.returncode == 0, out
         assert b"1 courses, 0 course errors" in out
     finally:

@@ -30,7 +30,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from claudehub.contract.tokens import mint_token
 from claudehub.progress.app import ProgressService
 from tests.fakes.upstream import FakeAnthropic
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PATIENCE, free_port
 
 from .test_class_page import HUB_CONFIG, PREFIX, _post, _running, _start_server
 from .test_hub_auth import ADMIN_TOKEN, SERVICE_TOKEN, RealHub, _login, _spawn_hub, _start_service
@@ -169,7 +169,7 @@ async def _audit(kp_url: str, query: str = "") -> tuple[list[dict[str, Any]], st
     return json.loads(body)["events"], text
 
 
-async def _eventually_event(kp_url: str, action: str, within: float = 30.0) -> dict[str, Any]:
+async def _eventually_event(kp_url: str, action: str, within: float = PATIENCE) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
@@ -353,11 +353,11 @@ async def test_a_learner_is_told_in_plain_words_that_their_instructor_ended_the_
             await _start_server(hub, "carol")
             await page.goto(f"{hub.public}/user/carol/claude")
             await page.wait_for_function(
-                "() => window.claudehub && window.claudehub.ready", timeout=30_000
+                "() => window.claudehub && window.claudehub.ready", timeout=PATIENCE * 1000
             )
             await page.wait_for_function(
                 "() => !document.getElementById('status').textContent.includes('connecting')",
-                timeout=30_000,
+                timeout=PATIENCE * 1000,
             )
             assert (
                 await _post(hub.public + PREFIX + "classes/alpha/sessions/carol/stop", tina) == 200

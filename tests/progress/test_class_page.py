@@ -26,7 +26,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from claudehub.contract.course_client import ProgressClient
 from claudehub.progress.app import ProgressService
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PATIENCE, free_port
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PATIENCE, eventually, free_port
 
 from .test_hub_auth import (
     ADMIN_TOKEN,
@@ -154,12 +154,12 @@ async def _first_event(url: str, token: str) -> tuple[int, str]:
         url,
         headers={"Authorization": f"token {token}"},
         streaming_callback=on_chunk,
-        request_timeout=30,
+        request_timeout=2 * PATIENCE,  # longer than the wait below
         follow_redirects=False,
     )
     fetch = asyncio.ensure_future(AsyncHTTPClient().fetch(req, raise_error=False))
     done, _ = await asyncio.wait(
-        [fetch, asyncio.ensure_future(got.wait())], timeout=10, return_when="FIRST_COMPLETED"
+        [fetch, asyncio.ensure_future(got.wait())], timeout=PATIENCE, return_when="FIRST_COMPLETED"
     )
     if fetch in done:
         resp = fetch.result()
@@ -363,7 +363,9 @@ async def _post(url: str, token: str | None, headers: dict[str, str] | None = No
 
 async def _start_server(hub: RealHub, user: str) -> None:
     await hub.api("POST", f"users/{user}/server")
-    for _ in range(150):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE
+    while loop.time() < deadline:
         model = await hub.api("GET", f"users/{user}")
         if model["servers"].get("", {}).get("ready"):
             return
@@ -374,6 +376,10 @@ async def _start_server(hub: RealHub, user: str) -> None:
 async def _running(hub: RealHub, user: str) -> bool:
     model = await hub.api("GET", f"users/{user}")
     return bool(model["servers"])
+
+
+async def _not_running(hub: RealHub, user: str) -> bool:
+    return not await _running(hub, user)
 
 
 @pytest.mark.asyncio
@@ -404,12 +410,7 @@ async def test_an_instructor_ends_sessions_of_their_class_only(
 
     # with her token, tina ends carol's session (carol is in alpha, and in beta too)
     assert await _post(base + "classes/alpha/sessions/carol/stop", tokens["tina"]) == 200
-    for _ in range(100):
-        if not await _running(hub, "carol"):
-            break
-        await asyncio.sleep(0.2)
-    else:
-        raise AssertionError("carol's server still runs")
+    await eventually(lambda: _not_running(hub, "carol"), what="the end of carol's server")
 
     # in the browser: the row shows the session; "End session" ends it and the row says so
     async with async_playwright() as pw:

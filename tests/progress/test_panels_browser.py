@@ -16,7 +16,7 @@ import pytest
 
 from claudehub.contract.course_client import fetch_course_bundle
 from claudehub.server_ext.course_handlers import CourseBackend
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PATIENCE
 
 from .conftest import (
     FakeHubAPI,
@@ -165,7 +165,7 @@ async def _walk(
             await page.click("#terminal")
             await page.keyboard.type("printf 'well done [STAGE_COMP''LETE:2] next\\n'\n")
             await page.wait_for_selector(
-                "#progress-list [data-stage='2'] [data-method='tutor']", timeout=15000
+                "#progress-list [data-stage='2'] [data-method='tutor']", timeout=PATIENCE * 1000
             )
             screen = await page.evaluate(
                 """() => { const b = window.claudehub.term.buffer.active; const out = [];
@@ -187,7 +187,7 @@ async def _walk(
             # a change made elsewhere (another tab, another device) arrives live (SSE)
             await svc.client("tok-server-alice").tutor_completion("t101", 3)
             await page.wait_for_selector(
-                "#progress-list [data-stage='3'] [data-method='tutor']", timeout=10000
+                "#progress-list [data-stage='3'] [data-method='tutor']", timeout=PATIENCE * 1000
             )
             await page.wait_for_selector("#course-complete")
         finally:

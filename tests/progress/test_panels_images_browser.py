@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from claudehub.server_ext.course_handlers import CourseBackend
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PATIENCE
 
 from .conftest import running_fake_hub, service_starter
 from .imagekit import IMAGE_CATALOGUE, IMAGE_COURSE, write_image_catalogue
@@ -145,7 +145,7 @@ async def test_lesson_images_citation_key_ideas_and_concept_graph(
                 assert result["status"] == "correct"
                 await page.wait_for_function(
                     "() => document.querySelectorAll('#concept-graph .ch-node-done').length === 2",
-                    timeout=10000,
+                    timeout=PATIENCE * 1000,
                 )
 
                 # the page's own sanitiser: only this course's service image URLs survive
@@ -237,7 +237,7 @@ async def test_options_written_in_the_question_become_buttons_and_are_judged(
                         "id => document.querySelector('#quiz-' + CSS.escape(id) + ' .ch-submit')"
                         ".textContent.includes('Answered correctly')",
                         arg=await quiz.get_attribute("data-quiz-id"),
-                        timeout=10000,
+                        timeout=PATIENCE * 1000,
                     )
             finally:
                 await browser.close()

@@ -20,6 +20,8 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from claudehub.contract.course_client import ProgressAPIError, fetch_course_bundle, resume_hint
+from claudehub.progress import handlers
+from tests.helpers import PATIENCE
 
 from .conftest import FakeHubAPI, ServiceFactory
 from .coursekit import catalogue_modules, write_catalogue_course
@@ -309,15 +311,20 @@ async def test_progress_survives_restart(start_service: ServiceFactory, users) -
 
 
 @pytest.mark.asyncio
-async def test_long_poll_returns_on_change(start_service: ServiceFactory, users) -> None:
+async def test_long_poll_returns_on_change(
+    start_service: ServiceFactory, users, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the poll may wait far longer than this test waits for its answer: an answer within
+    # PATIENCE is the change's doing, not the poll's timeout, however slow the machine
+    monkeypatch.setattr(handlers, "MAX_WAIT", 10 * PATIENCE)
     svc = await start_service()
     alice = svc.client("tok-alice")
     first = await alice.progress("t101")
-    waiter = asyncio.create_task(alice.progress("t101", wait=20, since=first["version"]))
+    waiter = asyncio.create_task(alice.progress("t101", wait=10 * PATIENCE, since=first["version"]))
     await asyncio.sleep(0.2)
     assert not waiter.done()
     await alice.answer("t101", "q1", "2")
-    changed = await asyncio.wait_for(waiter, 5)
+    changed = await asyncio.wait_for(waiter, PATIENCE)
     assert changed["completed_stages"] == [1]
 
 

@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from claudehub.proxy.service import KeyProxy
 from tests.fakes.upstream import FakeAnthropic
+from tests.helpers import PATIENCE
 from tests.proxy.conftest import StartProxy, eventually, message_body, token
 
 pytestmark = pytest.mark.asyncio
@@ -55,13 +56,13 @@ def request(
 
 
 async def exchange(port: int, data: bytes, *, close_after: bool = True) -> bytes:
-    """Send raw bytes, return everything the proxy answers until it closes (or 5 s pass)."""
+    """Send raw bytes, return everything the proxy answers until it closes (at most PATIENCE s)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
         if close_after:
-            return await asyncio.wait_for(_read_response(reader), 5)
-        return await asyncio.wait_for(reader.read(), 5)
+            return await asyncio.wait_for(_read_response(reader), PATIENCE)
+        return await asyncio.wait_for(reader.read(), PATIENCE)
     finally:
         writer.close()
 
@@ -279,13 +280,13 @@ async def test_slowloris_gets_cut_off(proxy: KeyProxy, fake_upstream: FakeAnthro
         await asyncio.sleep(0.1)
         if reader.at_eof() or len(reader._buffer):  # type: ignore[attr-defined]
             break
-    answer = await asyncio.wait_for(reader.read(), 5)
+    answer = await asyncio.wait_for(reader.read(), PATIENCE)
     writer.close()
     assert answer.startswith(b"HTTP/1.1 408")
     # a slow body is cut off as well
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
     writer.write(request()[:-10])
-    answer = await asyncio.wait_for(reader.read(), 5)
+    answer = await asyncio.wait_for(reader.read(), PATIENCE)
     writer.close()
     assert answer.startswith(b"HTTP/1.1 408")
     assert fake_upstream.requests == []
@@ -342,9 +343,9 @@ async def test_pipelined_requests_are_answered_in_order(
     raw = request() + request(b"/v1/models", method=b"GET", body=b"") + request(body=stream_body)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
     writer.write(raw)
-    first = await asyncio.wait_for(_read_response(reader), 5)
-    second = await asyncio.wait_for(_read_response(reader), 5)
-    third = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+    first = await asyncio.wait_for(_read_response(reader), PATIENCE)
+    second = await asyncio.wait_for(_read_response(reader), PATIENCE)
+    third = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), PATIENCE)
     writer.close()
     assert status_and_error(first)[1]["type"] == "message"
     assert status_and_error(second)[0] == 404
@@ -357,17 +358,18 @@ async def test_expect_100_continue(proxy: KeyProxy, fake_upstream: FakeAnthropic
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
     writer.write(head)
     assert (
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PATIENCE)
+        == b"HTTP/1.1 100 Continue\r\n\r\n"
     )
     writer.write(BODY)
-    status, data = status_and_error(await asyncio.wait_for(_read_response(reader), 5))
+    status, data = status_and_error(await asyncio.wait_for(_read_response(reader), PATIENCE))
     writer.close()
     assert status == 200 and data["type"] == "message"
     # a refused request is answered at once, without waiting for the body
     bad = head.replace(token().encode()[:20], b"x" * 20)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
     writer.write(bad)
-    status, data = status_and_error(await asyncio.wait_for(_read_response(reader), 5))
+    status, data = status_and_error(await asyncio.wait_for(_read_response(reader), PATIENCE))
     writer.close()
     assert status == 401 and data["error"]["type"] == "authentication_error"
     assert len(fake_upstream.requests) == 1

@@ -25,6 +25,7 @@ import anthropic
 import pytest
 
 from tests.fakes.upstream import FakeAnthropic
+from tests.helpers import PATIENCE
 from tests.proxy.conftest import REAL_KEY, StartProxy, token
 
 QUIET_CLI_ENV = {
@@ -129,7 +130,7 @@ def test_anthropic_sdk_sync_client_against_the_real_app(
         client = anthropic.Anthropic(
             base_url=f"http://127.0.0.1:{port}", api_key=tok, max_retries=5
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + PATIENCE
         while True:
             try:
                 msg = client.messages.create(
@@ -156,7 +157,7 @@ def test_anthropic_sdk_sync_client_against_the_real_app(
         client.close()
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 0, out
     assert "standalone mode" in out and "Stopped" in out
     assert tok not in out and REAL_KEY not in out

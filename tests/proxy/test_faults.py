@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.upstream import FakeAnthropic
-from tests.helpers import free_port
+from tests.helpers import PATIENCE, free_port
 from tests.proxy.conftest import StartProxy, eventually, message_body, token
 
 pytestmark = pytest.mark.asyncio
@@ -105,7 +105,7 @@ async def test_upstream_reset_mid_stream_ends_the_client_stream_cleanly(
 
     async with raw_upstream(dies) as url:
         proxy = await start_proxy(url)
-        status, body = await asyncio.wait_for(call(http, proxy.url, stream=True), 10)
+        status, body = await asyncio.wait_for(call(http, proxy.url, stream=True), PATIENCE)
         assert status == 200
         assert body.startswith(START_EVENT)
         last = body.rstrip(b"\n").split(b"\n\n")[-1]
@@ -130,7 +130,7 @@ async def test_upstream_dying_mid_json_closes_the_client_connection(
     async with raw_upstream(truncated) as url:
         proxy = await start_proxy(url)
         with pytest.raises(aiohttp.ClientPayloadError):
-            await asyncio.wait_for(call(http, proxy.url), 10)
+            await asyncio.wait_for(call(http, proxy.url), PATIENCE)
 
 
 async def test_upstream_error_statuses_pass_through_unchanged(
@@ -182,7 +182,7 @@ async def test_client_leaving_mid_stream_cancels_the_upstream_request(
             )
             assert (await resp.content.readline()).startswith(b"event: message_start")
             resp.close()  # the user pressed Esc; the client drops the connection
-        await asyncio.wait_for(upstream_closed.wait(), 10)
+        await asyncio.wait_for(upstream_closed.wait(), PATIENCE)
         assert proxy.metrics.client_disconnects == 1
         await proxy.recorder.flush()
 
@@ -210,7 +210,7 @@ async def test_graceful_shutdown_lets_open_streams_finish(
                 )
         rest = await resp.read()
         resp.close()
-        await asyncio.wait_for(stopping, 30)
+        await asyncio.wait_for(stopping, PATIENCE)
     assert first.startswith(b"event: message_start")
     assert b"event: message_stop" in rest
 
@@ -413,7 +413,7 @@ async def test_slow_reader_pauses_the_upstream_instead_of_buffering(
         # now read it all: nothing was lost
         received = 0
         while True:
-            data = await asyncio.wait_for(reader.read(1 << 20), 10)
+            data = await asyncio.wait_for(reader.read(1 << 20), PATIENCE)
             received += len(data)
             if data.endswith(b"0\r\n\r\n"):
                 break

@@ -24,7 +24,7 @@ import requests
 from claudehub.contract.hub import service_roles
 from claudehub.proxy.limits import Limits
 from tests.fakes.upstream import FakeAnthropic
-from tests.helpers import free_port
+from tests.helpers import PATIENCE, free_port
 from tests.proxy.conftest import StartProxy, message_body, token
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ class Hub:
             f"{self.api_url}{path}",
             headers={"Authorization": f"token {self.admin_token}"},
             json=body,
-            timeout=30,
+            timeout=PATIENCE,
         )
         r.raise_for_status()
         return r
@@ -74,7 +74,7 @@ class Hub:
             requests.get(
                 f"{self.api_url}/users/{user}",
                 headers={"Authorization": f"token {self.admin_token}"},
-                timeout=30,
+                timeout=PATIENCE,
             ).status_code
             == 404
         ):
@@ -83,7 +83,7 @@ class Hub:
         self.wait_server(user, running=True)
 
     def wait_server(self, user: str, running: bool) -> dict:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + PATIENCE
         while time.monotonic() < deadline:
             model = self.api("GET", f"/users/{user}").json()
             server = model.get("servers", {}).get("")
