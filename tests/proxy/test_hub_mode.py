@@ -19,6 +19,7 @@ from aiohttp import web
 
 from claudehub.proxy.service import KeyProxy
 from tests.fakes.upstream import FakeAnthropic
+from tests.helpers import PATIENCE
 from tests.proxy.conftest import StartProxy, eventually, message_body, token
 
 pytestmark = pytest.mark.asyncio
@@ -180,11 +181,18 @@ async def test_tokens_of_stopped_servers_cannot_make_the_proxy_hammer_the_hub(
     fake_upstream: FakeAnthropic, start_proxy: StartProxy, http: aiohttp.ClientSession, hub: FakeHub
 ) -> None:
     proxy = await start_hub_proxy(start_proxy, fake_upstream.url, hub)
+    assert proxy.poller is not None
     polls = hub.polls
+    status, message = await status_for(http, proxy.url, token("mallory"))
+    assert status == 401 and "not running" in message
+    assert hub.polls == polls + 1, "an unknown token makes the proxy look at the hub"
+    # the rate limit, made longer than the requests can take on any machine (its 1 s
+    # default would let a slow moment between requests through)
+    proxy.poller.min_refresh_interval = 10 * PATIENCE
     for _ in range(20):
         status, message = await status_for(http, proxy.url, token("mallory"))
         assert status == 401 and "not running" in message
-    assert hub.polls - polls <= 2, "on-demand polls are rate limited"
+    assert hub.polls == polls + 1, "on-demand polls are rate limited"
     assert fake_upstream.message_requests() == []
 
 
