@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.helm.charts import REPO, Rendering
-from tests.helpers import free_port
+from tests.helpers import PATIENCE, free_port
 
 BIN = REPO / ".venv" / "bin"
 
@@ -117,7 +117,7 @@ def started(tmp_path: Path, default: Rendering) -> Iterator[Any]:
         # The hub is not running here: an address where nothing listens.
         proc = container.run(tmp_path, f"http://127.0.0.1:{free_port()}")
         procs.append(proc)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + PATIENCE
         while True:
             try:
                 container.probe("livenessProbe")
@@ -133,7 +133,7 @@ def started(tmp_path: Path, default: Rendering) -> Iterator[Any]:
     yield start
     for proc in procs:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=PATIENCE)
 
 
 def test_course_service_starts_as_rendered_and_answers_its_probes(started: Any) -> None:
@@ -171,7 +171,7 @@ def test_the_course_services_admin_token_opens_the_key_proxys_usage(
     def status(token: str) -> int:
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
         try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
+            with urllib.request.urlopen(req, timeout=PATIENCE) as resp:
                 return int(resp.status)
         except urllib.error.HTTPError as e:
             return e.code

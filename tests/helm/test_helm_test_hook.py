@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helm.charts import REPO, Rendering
-from tests.helpers import free_port
+from tests.helpers import PATIENCE, free_port
 
 KEYPROXY = REPO / ".venv" / "bin" / "claudehub-keyproxy"
 
@@ -74,7 +74,7 @@ def keyproxy(tmp_path: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + PATIENCE
         while True:
             try:
                 with urllib.request.urlopen(url + "/health", timeout=1):
@@ -86,7 +86,7 @@ def keyproxy(tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=PATIENCE)
 
 
 def _run_hook(rendering: Rendering, hub: str, keyproxy: str) -> subprocess.CompletedProcess[str]:

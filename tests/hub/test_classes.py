@@ -20,6 +20,7 @@ from traitlets.config import Config
 
 from claudehub.contract.hub import CLASS_READ_SCOPE, OPERATOR_ROLE, service_roles
 from claudehub.hub.classes import ClassSettings, configure_classes
+from tests.helpers import PATIENCE
 from tests.hub.hubproc import running_hub
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -185,13 +186,14 @@ async def test_who_reaches_a_learners_server(tmp_path: Path, attach: bool) -> No
                 tokens[user] = body["token"]
             status, body = await hub.api(session, "POST", "users/alice/server")
             assert status in (201, 202), body
-            for _ in range(150):
+            deadline = asyncio.get_running_loop().time() + PATIENCE
+            while True:
                 _, model = await hub.api(session, "GET", "users/alice")
                 if model["servers"].get("", {}).get("ready"):
                     break
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(hub.log.read_text()[-3000:])
                 await asyncio.sleep(0.2)
-            else:
-                raise AssertionError(hub.log.read_text()[-3000:])
 
             url = f"{hub.public_url}/user/alice/api/status"
             assert await _status(session, url, tokens["alice"]) == 200

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from claudehub.server_ext.launcher import DEFAULT_SHELL_STUB, PINNED_CLI_VERSION
+from tests.helpers import PATIENCE
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = REPO / "images" / "sandbox"
@@ -223,7 +224,7 @@ def test_stub_shell_refuses() -> None:
         [str(IMAGE / "noshell"), "-c", "echo should-not-print"],
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=PATIENCE,
         check=False,
     )
     assert proc.returncode == 126
@@ -262,7 +263,7 @@ def test_entrypoint_execs_the_server_with_default_sigint(
         [sys.executable, str(IMAGE / "entrypoint.py"), sys.executable, "-c", check],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=PATIENCE,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         check=False,
     )
@@ -338,7 +339,7 @@ def test_managed_api_key_helper_prints_exactly_the_token() -> None:
             env={**env, "PATH": "/nonexistent"},
             capture_output=True,
             text=True,
-            timeout=10,
+            timeout=PATIENCE,
             check=False,
         )
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, token, ""), env

@@ -12,6 +12,7 @@ import pexpect
 import pytest
 
 from tests.fakes.upstream import DEFAULT_REPLY, FakeAnthropic
+from tests.helpers import PATIENCE
 
 from .sandbox import TUTOR_PHRASE, assert_only_read_tools, namespace_argv, prepare_launch
 
@@ -92,7 +93,7 @@ def test_launcher_lands_on_the_prompt_and_bang_runs_no_shell(
         term = Terminal(child)
         try:
             # Straight to the input prompt: no theme picker, trust dialog or key question.
-            term.wait_for(lambda t: "❯" in t and "don't ask" in t, 40, "Claude's prompt")
+            term.wait_for(lambda t: "❯" in t and "don't ask" in t, PATIENCE, "Claude's prompt")
             term.pump(1.0)
             for question in NOT_AT_PROMPT:
                 assert question not in term.text
@@ -105,7 +106,7 @@ def test_launcher_lands_on_the_prompt_and_bang_runs_no_shell(
             child.send(f"!touch {marks / 'bang'}")
             term.pump(0.5)
             child.send("\r")
-            term.wait_for(lambda t: REFUSAL in t, 20, "the shell refusal")
+            term.wait_for(lambda t: REFUSAL in t, PATIENCE, "the shell refusal")
             assert not (marks / "bang").exists()
 
             # Ctrl-G opens the prompt in $EDITOR: the stub again, not an editor with a shell.
@@ -113,7 +114,7 @@ def test_launcher_lands_on_the_prompt_and_bang_runs_no_shell(
             child.send("draft")
             term.pump(0.5)
             child.send("\x07")
-            term.wait_for(lambda t: t.count(REFUSAL) > seen, 20, "the editor refusal")
+            term.wait_for(lambda t: t.count(REFUSAL) > seen, PATIENCE, "the editor refusal")
             child.send("\x1b")
             term.pump(0.3)
             child.send("\x15")  # clear the draft
@@ -123,7 +124,7 @@ def test_launcher_lands_on_the_prompt_and_bang_runs_no_shell(
             child.send("What is this course about?")
             term.pump(0.5)
             child.send("\r")
-            term.wait_for(lambda t: DEFAULT_REPLY in t, 30, "the model's answer")
+            term.wait_for(lambda t: DEFAULT_REPLY in t, PATIENCE, "the model's answer")
         finally:
             child.close(force=True)
 

@@ -23,7 +23,7 @@ import pytest
 
 from claudehub.contract.tokens import mint_token
 from tests.fakes.upstream import DEFAULT_REPLY, FakeAnthropic
-from tests.helpers import free_port
+from tests.helpers import PATIENCE, free_port
 
 from .sandbox import namespace_argv, prepare_launch
 from .test_interactive import Terminal
@@ -77,7 +77,7 @@ def keyproxy(fake_upstream: FakeAnthropic, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=PATIENCE)
 
 
 def _squeezed(text: str) -> str:
@@ -119,12 +119,12 @@ def test_model_opus_is_refused_with_the_allowed_model_named(
             child.send("\r")
             term.wait_for(
                 lambda t: "Setmodelto" in _squeezed(t) or "Switchmodel?" in _squeezed(t),
-                30,
+                PATIENCE,
                 "the model switch",
             )
             if "Setmodelto" not in _squeezed(term.text):
                 child.send("\r")  # "Yes, switch" (the CLI asks once a conversation is cached)
-                term.wait_for(lambda t: "Setmodelto" in _squeezed(t), 30, "the model switch")
+                term.wait_for(lambda t: "Setmodelto" in _squeezed(t), PATIENCE, "the model switch")
             term.pump(1.0)
             child.send("And now with Opus?")
             term.pump(0.5)

@@ -30,6 +30,7 @@ import pytest
 
 from claudehub.server_ext.launcher import build_claude_json, write_claude_json
 from tests.fakes.upstream import DEFAULT_REPLY, FakeAnthropic
+from tests.helpers import PATIENCE
 
 from .escapes import (
     COMMAND_KEYS,
@@ -357,7 +358,7 @@ def test_managed_settings_alone_interactive_runs_no_course_command(
         )
         term = Terminal(child)
         try:
-            term.wait_for(lambda t: "❯" in t, 40, "Claude's prompt")
+            term.wait_for(lambda t: "❯" in t, PATIENCE, "Claude's prompt")
             term.pump(2.0)  # the status line would run now
             for question in NOT_AT_PROMPT:
                 assert question not in term.text
@@ -368,7 +369,7 @@ def test_managed_settings_alone_interactive_runs_no_course_command(
             child.send("What is this course about?")
             term.pump(0.5)
             child.send("\r")
-            term.wait_for(lambda t: DEFAULT_REPLY in t, 30, "the model's answer")
+            term.wait_for(lambda t: DEFAULT_REPLY in t, PATIENCE, "the model's answer")
             term.pump(2.0)
         finally:
             child.close(force=True)
