@@ -1,4 +1,4 @@
-"""Kubernetes mode's JupyterHub configuration, built from the checked settings file.
+"""Kubernetes mode's JupyterHub configuration, built from the chart's checked values.
 
 ``hub_config/jupyterhub_config.py`` (the file the chart's hub Deployment runs) is::
 
@@ -10,16 +10,20 @@ Secrets never come from the settings file. The hub reads them from its environme
 from the chart's Secrets: ``JPY_COOKIE_SECRET``, ``CONFIGPROXY_AUTH_TOKEN``,
 ``JUPYTERHUB_CRYPT_KEY`` (read by JupyterHub itself), ``GITHUB_CLIENT_ID`` /
 ``GITHUB_CLIENT_SECRET`` (read by oauthenticator), ``CLAUDEHUB_DEV_PASSWORD`` and
-``CLAUDEHUB_ADMIN_PASSWORD`` (trial password login), the services' API tokens (names in
-``services.*.apiTokenEnv``) and the sandbox-token secret file (``spawner.tokenSecretFile``).
-A missing one stops the hub at start with a message naming it.
+``CLAUDEHUB_ADMIN_PASSWORD`` (trial password login), the services' API tokens
+(:data:`KEYPROXY_API_TOKEN_ENV`, :data:`PROGRESS_API_TOKEN_ENV`) and the sandbox-token secret
+file (``chart.tokenSecretFile``). A missing one stops the hub at start with a message naming it.
+
+Chart values reach traits through one table, :data:`VALUE_TRAITS`; the few that need more
+than a trait each are read by the functions :data:`READ_BY_CODE` names.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
@@ -39,7 +43,11 @@ from claudehub.spawner.startqueue import queued_start_timeout
 from .audit import ADMIN_TOKEN_ENV, configure_audit
 from .classes import ClassSettings, configure_classes
 from .pages import configure_pages
-from .settings import SettingsError
+from .settings import SettingsError, value
+
+#: Where the chart puts the services' hub API tokens in the hub's environment (hub Secret).
+KEYPROXY_API_TOKEN_ENV = "CLAUDEHUB_KEYPROXY_API_TOKEN"
+PROGRESS_API_TOKEN_ENV = "CLAUDEHUB_PROGRESS_API_TOKEN"
 
 
 def _secret(environ: Mapping[str, str], name: str, why: str, min_length: int = 1) -> str:
@@ -69,28 +77,29 @@ def services_and_roles(
     settings: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The hub services (key proxy, progress service, culler) and their narrowest roles."""
-    svc = settings["services"]
-    keyproxy_env = svc["keyproxy"]["apiTokenEnv"]
-    progress_env = svc["progress"]["apiTokenEnv"]
     services: list[dict[str, Any]] = [
         {
             # No url: the key proxy is reached inside the cluster only, never through the
             # public proxy (CHP must not route the internet to it).
             "name": KEYPROXY_SERVICE,
-            "api_token": _secret(environ, keyproxy_env, "the key proxy's hub API token", 16),
+            "api_token": _secret(
+                environ, KEYPROXY_API_TOKEN_ENV, "the key proxy's hub API token", 16
+            ),
             "display": False,
         },
         {
             # With url: the hub routes /services/progress/ through the public proxy, for
             # the admin progress view and the service's OAuth login.
             "name": PROGRESS_SERVICE,
-            "url": svc["progress"]["url"],
-            "api_token": _secret(environ, progress_env, "the progress service's hub API token", 16),
+            "url": value(settings, "chart.progressUrl"),
+            "api_token": _secret(
+                environ, PROGRESS_API_TOKEN_ENV, "the progress service's hub API token", 16
+            ),
             "display": False,
             "oauth_no_confirm": True,
         },
     ]
-    culling = settings["culling"]
+    culling = value(settings, "culling")
     if culling["enabled"]:
         services.append(
             {"name": CULLER_SERVICE, "command": culler_command(culling), "display": False}
@@ -99,25 +108,34 @@ def services_and_roles(
 
 
 def profile_list(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """KubeSpawner ``profile_list`` entries for the configured sandbox profiles (GPU, ...)."""
-    profiles = []
-    for p in settings["spawner"]["profiles"]:
-        override: dict[str, Any] = {}
-        if p["resources"]:
-            override["sandbox_resources"] = p["resources"]
-        if p["gpu"]["count"]:
-            override["gpu_limit"] = p["gpu"]["count"]
-            override["gpu_runtime_class"] = p["gpu"]["runtimeClassName"]
-        if p["nodeSelector"]:
-            override["node_selector"] = p["nodeSelector"]
-        if p["tolerations"]:
-            override["tolerations"] = p["tolerations"]
+    """KubeSpawner ``profile_list``: the standard profile (``sandbox.resources``) and, with
+    ``sandbox.gpu.enabled``, the GPU profile the ``sandbox.gpu`` values describe."""
+    profiles: list[dict[str, Any]] = [
+        {
+            "slug": "default",
+            "display_name": "Standard",
+            "description": "",
+            "default": True,
+            "kubespawner_override": {"sandbox_resources": value(settings, "sandbox.resources")},
+        }
+    ]
+    gpu = value(settings, "sandbox.gpu")
+    if gpu["enabled"]:
+        override: dict[str, Any] = {
+            "sandbox_resources": gpu["resources"],
+            "gpu_limit": gpu["count"],
+            "gpu_runtime_class": gpu["runtimeClassName"],
+        }
+        if gpu["nodeSelector"]:
+            override["node_selector"] = gpu["nodeSelector"]
+        if gpu["tolerations"]:
+            override["tolerations"] = gpu["tolerations"]
         profiles.append(
             {
-                "slug": p["slug"],
-                "display_name": p["displayName"],
-                "description": p["description"],
-                "default": p["default"],
+                "slug": "gpu",
+                "display_name": gpu["displayName"],
+                "description": "",
+                "default": False,
                 "kubespawner_override": override,
             }
         )
@@ -167,96 +185,135 @@ LIMIT_NAMES = {
 
 
 def class_settings(settings: Mapping[str, Any]) -> ClassSettings:
-    """:class:`ClassSettings` from the settings file's ``classes``,
-    ``auth.adminsAttachServers`` and ``services.progress.tutorCompletionsCount``; one the
-    file leaves out (None) comes from the hub's environment (the traits' defaults).
+    """:class:`ClassSettings` from the values ``classes``, ``auth.adminsAttachServers`` and
+    ``progress.tutorCompletionsCount``.
 
     Raises :class:`~claudehub.hub.settings.SettingsError` naming the class and limit.
     """
-    given: dict[str, Any] = {}
-    if settings["classes"] is not None:
-        classes = {}
-        for name, spec in settings["classes"].items():
-            where = f"classes.{name}.limits"
-            limits = {LIMIT_NAMES[k]: v for k, v in spec["limits"].items()}
-            try:
-                # the contract's own check, so the key proxy reads what the hub writes
-                checked = parse_limits(limits, where)
-            except ValueError as e:
-                raise SettingsError(str(e)) from None
-            classes[name] = {
-                "learners": list(spec["learners"]),
-                "instructors": list(spec["instructors"]),
-                **({"limits": checked} if checked else {}),
-            }
-        given["classes"] = classes
-    if settings["auth"]["adminsAttachServers"] is not None:
-        given["admins_attach_servers"] = settings["auth"]["adminsAttachServers"]
-    tutor = settings["services"]["progress"]["tutorCompletionsCount"]
-    if tutor is not None:
-        given["tutor_completions_count"] = tutor
+    classes = {}
+    for name, spec in value(settings, "classes").items():
+        spec = spec or {}
+        where = f"classes.{name}.limits"
+        limits = {LIMIT_NAMES[k]: v for k, v in (spec.get("limits") or {}).items()}
+        try:
+            # the contract's own check, so the key proxy reads what the hub writes
+            checked = parse_limits(limits, where)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
+        classes[name] = {
+            "learners": list(spec.get("learners") or []),
+            "instructors": list(spec.get("instructors") or []),
+            **({"limits": checked} if checked else {}),
+        }
     try:
-        result = ClassSettings(**given)
-        # The environment fallbacks are read (and checked) on first use: here, so a bad
-        # CLAUDEHUB_CLASSES stops the hub with one line like a bad settings file.
-        _ = (result.classes, result.admins_attach_servers, result.tutor_completions_count)
+        return ClassSettings(
+            classes=classes,
+            admins_attach_servers=value(settings, "auth.adminsAttachServers"),
+            tutor_completions_count=value(settings, "progress.tutorCompletionsCount"),
+        )
     except (TraitError, ValueError) as e:
         raise SettingsError(str(e)) from None
-    return result
 
 
-def configure_spawner(c: Any, spawner: Mapping[str, Any]) -> None:
-    """ClaudeSpawner settings: image, namespace, resources, storage, URLs, profiles."""
-    from claudehub.spawner.kube import ClaudeSpawner
+#: A conversion of a chart value for its trait; :data:`UNSET` leaves the trait's default.
+Convert = Callable[[Any], Any]
+UNSET = object()
 
-    c.JupyterHub.spawner_class = ClaudeSpawner
-    s = c.ClaudeSpawner
-    if spawner["namespace"]:
-        s.namespace = spawner["namespace"]
-    s.image = spawner["image"]
-    s.image_pull_policy = spawner["imagePullPolicy"]
-    s.image_pull_secrets = list(spawner["imagePullSecrets"])
-    s.start_timeout = spawner["startTimeout"]
-    # The pod may be Running before jupyterhub-singleuser answers.
-    s.http_timeout = 120
-    s.sandbox_uid = spawner["uid"]
-    s.sandbox_gid = spawner["gid"]
-    s.sandbox_resources = spawner["resources"]
-    s.storage_capacity = spawner["storage"]["capacity"]
-    if spawner["storage"]["storageClassName"]:
-        s.storage_class = spawner["storage"]["storageClassName"]
-    s.node_selector = spawner["nodeSelector"]
-    s.tolerations = spawner["tolerations"]
-    if spawner["priorityClassName"]:
-        s.priority_class_name = spawner["priorityClassName"]
-    s.keyproxy_url = spawner["keyproxyUrl"]
-    s.progress_url = spawner["progressUrl"]
-    s.token_secret_file = spawner["tokenSecretFile"]
-    s.allowed_models = list(spawner["models"])
-    profiles = profile_list({"spawner": spawner})
-    if profiles:
-        s.profile_list = profiles
+
+def _unless_empty(raw: Any) -> Any:
+    return raw if raw else UNSET
+
+
+def _secret_names(raw: list[Any]) -> list[str]:
+    # imagePullSecrets may be [name] or, as in a pod spec, [{name: ...}]
+    return [item["name"] if isinstance(item, dict) else item for item in raw]
+
+
+def _services_path(raw: str) -> str:
+    return f"{raw}/services/{PROGRESS_SERVICE}/"
+
+
+#: The one table from a chart value to the hub trait it sets, with its conversion (None: as
+#: it is). A chart setting for the hub is its values.yaml entry (the default, once), its
+#: schema entry (what it may be) and a line here; tests/hub/test_values_to_traits.py renders
+#: the chart with every key changed and proves it reaches its trait. ``chart.*`` are what the
+#: templates compute (URLs, names), not operator settings.
+VALUE_TRAITS: dict[str, tuple[str, Convert | None]] = {
+    "chart.hubBindUrl": ("JupyterHub.hub_bind_url", None),
+    "chart.hubUrl": ("JupyterHub.hub_connect_url", None),
+    "chart.hubDbUrl": ("JupyterHub.db_url", None),
+    "chart.proxyApiUrl": ("ConfigurableHTTPProxy.api_url", None),
+    "hub.logLevel": ("JupyterHub.log_level", None),
+    "limits.maxActiveSessions": ("JupyterHub.active_server_limit", None),
+    "limits.concurrentSpawnLimit": ("JupyterHub.concurrent_spawn_limit", None),
+    "limits.startSlots": ("ClaudeSpawner.start_slots", None),
+    "hub.startTimeout": ("ClaudeSpawner.sandbox_start_timeout", None),
+    "chart.sandboxNamespace": ("ClaudeSpawner.namespace", None),
+    "chart.sandboxImage": ("ClaudeSpawner.image", None),
+    "chart.sandboxPriorityClass": ("ClaudeSpawner.priority_class_name", _unless_empty),
+    "chart.keyproxyUrl": ("ClaudeSpawner.keyproxy_url", None),
+    "chart.progressUrl": ("ClaudeSpawner.progress_url", _services_path),
+    "chart.tokenSecretFile": ("ClaudeSpawner.token_secret_file", None),
+    "imagePullSecrets": ("ClaudeSpawner.image_pull_secrets", _secret_names),
+    "sandbox.image.pullPolicy": ("ClaudeSpawner.image_pull_policy", None),
+    "sandbox.resources": ("ClaudeSpawner.sandbox_resources", None),
+    "sandbox.storage.capacity": ("ClaudeSpawner.storage_capacity", None),
+    "sandbox.storage.storageClassName": ("ClaudeSpawner.storage_class", _unless_empty),
+    "sandbox.nodeSelector": ("ClaudeSpawner.node_selector", None),
+    "sandbox.tolerations": ("ClaudeSpawner.tolerations", None),
+    "sandbox.models": ("ClaudeSpawner.allowed_models", None),
+}
+
+#: Values the hub reads through code rather than one trait each (the function that does).
+READ_BY_CODE: dict[str, str] = {
+    "auth": "configure_auth: the authenticator and its users",
+    "auth.adminsAttachServers": "class_settings",
+    "classes": "class_settings: groups, limits and instructor roles",
+    "progress.tutorCompletionsCount": "class_settings",
+    "culling": "services_and_roles: the idle culler's command line",
+    "sandbox.gpu": "profile_list: the GPU profile",
+}
+
+#: Values in the sections the hub is handed that only the chart's templates use.
+CHART_ONLY = (
+    "hub.resources",
+    "hub.db",
+    "hub.nodeSelector",
+    "hub.tolerations",
+    "sandbox.namespace",
+    "sandbox.createNamespace",
+    "sandbox.image.repository",
+    "sandbox.image.tag",
+    "sandbox.quota",
+    "sandbox.limitRange",
+)
+
+
+def apply_value_traits(c: Any, settings: Mapping[str, Any]) -> None:
+    """Set every trait of :data:`VALUE_TRAITS` from its chart value."""
+    for key, (trait, convert) in VALUE_TRAITS.items():
+        raw = copy.deepcopy(value(settings, key))
+        result = convert(raw) if convert is not None else raw
+        if result is UNSET:
+            continue
+        section, name = trait.split(".")
+        setattr(getattr(c, section), name, result)
 
 
 def configure_kubernetes(
     c: Any, settings: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> None:
-    """Fill JupyterHub config ``c`` for Kubernetes mode from checked ``settings``.
+    """Fill JupyterHub config ``c`` for Kubernetes mode from the checked chart values.
 
     Raises :class:`~claudehub.hub.settings.SettingsError` naming a missing secret or a
     class setting the hub cannot use.
     """
+    from claudehub.spawner.kube import ClaudeSpawner
+
     env = os.environ if environ is None else environ
-    hub = settings["hub"]
-    c.JupyterHub.hub_bind_url = hub["bindUrl"]
-    if hub["connectUrl"]:
-        c.JupyterHub.hub_connect_url = hub["connectUrl"]
-    c.JupyterHub.base_url = hub["baseUrl"]
-    c.JupyterHub.db_url = hub["dbUrl"]
-    c.JupyterHub.log_level = hub["logLevel"]
+    apply_value_traits(c, settings)
     # The chart runs configurable-http-proxy in its own Deployment.
     c.ConfigurableHTTPProxy.should_start = False
-    c.ConfigurableHTTPProxy.api_url = settings["proxy"]["apiUrl"]
     _secret(env, "CONFIGPROXY_AUTH_TOKEN", "shared with configurable-http-proxy", 16)
     # Sandboxes keep running while the hub restarts or upgrades; the new hub finds them.
     c.JupyterHub.cleanup_servers = False
@@ -266,11 +323,6 @@ def configure_kubernetes(
     c.JupyterHub.allow_named_servers = False
     configure_pages(c)
 
-    limits = settings["limits"]
-    # JupyterHub refuses a spawn beyond these with HTTP 429 and a message saying why.
-    c.JupyterHub.active_server_limit = limits["maxActiveSessions"]
-    c.JupyterHub.concurrent_spawn_limit = limits["concurrentSpawnLimit"]
-
     # Users keep the default "user" role ("self": start and stop their own server) and may
     # call the course service. Their server's token may report activity, reach the course
     # service on their behalf (the page's course panels) and stop its own server (the
@@ -278,19 +330,23 @@ def configure_kubernetes(
     c.JupyterHub.extra_user_scopes = list(USER_EXTRA_SCOPES)
     c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
 
-    configure_auth(c, settings["auth"], env)
-    configure_spawner(c, settings["spawner"])
-    # Within those limits, pods are created startSlots at a time and the others wait their
-    # turn, told their place (claudehub.spawner.startqueue): a class logging in at once gets
-    # its sandboxes later rather than an error page. The wait counts against start_timeout,
+    configure_auth(c, value(settings, "auth"), env)
+    c.JupyterHub.spawner_class = ClaudeSpawner
+    # The pod may be Running before jupyterhub-singleuser answers.
+    c.ClaudeSpawner.http_timeout = 120
+    c.ClaudeSpawner.profile_list = profile_list(settings)
+    # JupyterHub refuses a spawn beyond limits.* with HTTP 429 and a message saying why.
+    # Within them, pods are created startSlots at a time and the others wait their turn,
+    # told their place (claudehub.spawner.startqueue): a class logging in at once gets its
+    # sandboxes later rather than an error page. The wait counts against start_timeout,
     # which grows by one startTimeout per wave; each pod still has startTimeout to run.
+    limits = value(settings, "limits")
     starting = min(
         [n for n in (limits["concurrentSpawnLimit"], limits["maxActiveSessions"]) if n] or [0]
     )
-    c.ClaudeSpawner.start_slots = limits["startSlots"]
-    c.ClaudeSpawner.sandbox_start_timeout = settings["spawner"]["startTimeout"]
+    start_timeout = value(settings, "hub.startTimeout")
     c.ClaudeSpawner.start_timeout = queued_start_timeout(
-        settings["spawner"]["startTimeout"], limits["startSlots"], starting
+        start_timeout, limits["startSlots"], starting
     )
     # The spawner (course bundles) and the picker (courses, progress) call the course service
     # with tornado's shared client, which queues beyond max_clients (10) and fails a request
@@ -304,8 +360,8 @@ def configure_kubernetes(
     classes = class_settings(settings)
     try:
         configure_classes(c, classes)
-    except ValueError as e:  # admins may not attach, with the shared password (from the env)
+    except ValueError as e:  # admins may not attach, with the shared password
         raise SettingsError(f"auth.adminsAttachServers: {e}") from None
     # The audit log (docs/security.md): what only the hub sees goes to the key proxy's /audit,
     # with the admin token from the hub Secret (keyproxy-admin-token).
-    configure_audit(c, settings["spawner"]["keyproxyUrl"], env.get(ADMIN_TOKEN_ENV, ""))
+    configure_audit(c, value(settings, "chart.keyproxyUrl"), env.get(ADMIN_TOKEN_ENV, ""))

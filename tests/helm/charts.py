@@ -90,3 +90,25 @@ def render(
             if doc:
                 objects.append(doc)
     return Rendering(name=name, values=values, files=files, objects=objects, notes=notes)
+
+
+def hub_files(rendering: Rendering) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The hub's settings file and the chart schema beside it, parsed, as the hub ConfigMap
+    of ``rendering`` holds them (templates/hub/configmap.yaml)."""
+    [config_map] = [
+        o for o in rendering.find("ConfigMap") if o["metadata"]["name"].endswith("-hub-config")
+    ]
+    data = config_map["data"]
+    return yaml.safe_load(data["values.yaml"]), yaml.safe_load(data["values.schema.yaml"])
+
+
+def write_hub_files(rendering: Rendering, folder: Path) -> Path:
+    """The hub ConfigMap's files written into ``folder`` as the pod mounts them; the
+    settings file's path (what $CLAUDEHUB_CONFIG names)."""
+    [config_map] = [
+        o for o in rendering.find("ConfigMap") if o["metadata"]["name"].endswith("-hub-config")
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in config_map["data"].items():
+        (folder / name).write_text(text)
+    return folder / "values.yaml"

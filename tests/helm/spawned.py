@@ -15,7 +15,7 @@ from typing import Any
 from jupyterhub.objects import Hub
 from traitlets.config import Config
 
-from tests.helm.charts import Rendering
+from tests.helm.charts import Rendering, write_hub_files
 
 KUBECONFIG = """\
 apiVersion: v1
@@ -102,14 +102,11 @@ def hub_config(rendering: Rendering, tmp_path: Path) -> tuple[Config, dict[str, 
     from claudehub.hub import settings as hub_settings
     from claudehub.hub.kubernetes import configure_kubernetes
 
-    text = rendering.one("ConfigMap", "claudehub-hub-config")["data"]["values.yaml"]
-    path = tmp_path / "values.yaml"
-    path.write_text(text)
-    checked = hub_settings.load(path)
+    checked = hub_settings.load(write_hub_files(rendering, tmp_path / "hub-config"))
     c = Config()
     configure_kubernetes(c, checked, hub_environment(rendering))
     # The chart mounts the hub Secret's token-secret key at the path the settings name.
-    mounted = checked["spawner"]["tokenSecretFile"]
+    mounted = checked["chart"]["tokenSecretFile"]
     hub = rendering.one("Deployment", "claudehub-hub")["spec"]["template"]["spec"]
     mounts = {m["mountPath"] for m in hub["containers"][0]["volumeMounts"]}
     assert str(Path(mounted).parent) in mounts

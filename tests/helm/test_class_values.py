@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from claudehub.hub import settings as hub_settings
 from claudehub.hub.kubernetes import LIMIT_NAMES
 from claudehub.contract.limits import LIMIT_FIELDS
 from claudehub.progress.app import ProgressService
-from tests.helm.charts import KEY_SECRET, Rendering, deep_merge, render
+from tests.helm.charts import CHART, KEY_SECRET, Rendering, deep_merge, render
 from tests.helm.spawned import hub_config
 
 GITHUB = {
@@ -111,12 +110,14 @@ def test_no_classes_by_default(default: Rendering, tmp_path: Path) -> None:
 
 def test_every_contract_limit_has_a_value_name() -> None:
     assert sorted(LIMIT_NAMES.values()) == sorted(LIMIT_FIELDS)
-    assert sorted(LIMIT_NAMES) == sorted(hub_settings.CLASS_LIMITS)
+    schema = yaml.safe_load((CHART / "values.schema.yaml").read_text())
+    class_limits = schema["properties"]["classes"]["additionalProperties"]["properties"]["limits"]
+    assert sorted(LIMIT_NAMES) == sorted(class_limits["properties"])
 
 
 def test_the_example_in_values_yaml_is_valid(tmp_path: Path) -> None:
     """The commented example under `classes:` renders and loads as it stands."""
-    text = (Path(hub_settings.__file__).parents[2] / "helm/claudehub/values.yaml").read_text()
+    text = (CHART / "values.yaml").read_text()
     lines = text.split("\n# For example:\n# classes:\n", 1)[1].split("\n\n", 1)[0]
     example = yaml.safe_load("classes:\n" + "\n".join(x[2:] for x in lines.splitlines()))
     assert set(example["classes"]) == {"physics-101", "physics-102"}
@@ -150,7 +151,7 @@ def test_the_course_service_gets_the_tutor_switch(
     assert service.tutor_completions_count is counts
     # The hub's ClassSettings gets the same value (it passes it to hub-run services only).
     _, checked = hub_config(rendering, tmp_path)
-    assert checked["services"]["progress"]["tutorCompletionsCount"] is counts
+    assert checked["progress"]["tutorCompletionsCount"] is counts
 
 
 def test_the_course_service_reads_usage_from_the_key_proxy(

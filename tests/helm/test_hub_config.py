@@ -17,7 +17,7 @@ import yaml
 
 from claudehub.hub import settings as hub_settings
 from claudehub.hub.pages import TEMPLATES_DIR
-from tests.helm.charts import NAMESPACE, Rendering, deep_merge, render
+from tests.helm.charts import NAMESPACE, Rendering, deep_merge, hub_files, render
 from tests.helm.spawned import build_sandbox_pod, hub_config
 
 
@@ -165,7 +165,9 @@ def test_every_value_set_gives_a_hub_config_that_loads(
     rendering = renderings[name]
     c, checked = hub_config(rendering, tmp_path)
     v = rendering.values
-    assert checked["spawner"]["namespace"] == (v.get("sandbox", {}).get("namespace") or NAMESPACE)
+    assert checked["chart"]["sandboxNamespace"] == (
+        v.get("sandbox", {}).get("namespace") or NAMESPACE
+    )
     assert c.JupyterHub.active_server_limit == 4
     assert c.ConfigurableHTTPProxy.api_url == "http://claudehub-proxy-api.claudehub.svc:8001"
     assert c.JupyterHub.hub_connect_url == "http://claudehub-hub.claudehub.svc:8081"
@@ -207,6 +209,5 @@ def test_admins_with_password_auth_get_their_own_password(tmp_path: Path) -> Non
 
 
 def test_settings_file_shape_is_what_the_loader_accepts(default: Rendering) -> None:
-    text = default.one("ConfigMap", "claudehub-hub-config")["data"]["values.yaml"]
-    data = yaml.safe_load(text)
-    hub_settings.validate(data)  # no unknown keys, no bad values
+    data, schema = hub_files(default)
+    hub_settings.validate(data, schema)  # no unknown keys, no bad values

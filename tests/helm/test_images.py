@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.helm.charts import REPO, Rendering
+from tests.helm.charts import REPO, Rendering, hub_files
 
 HADOLINT = REPO / ".venv" / "bin" / "hadolint"
 HUB_IMAGE = REPO / "images" / "hub"
@@ -94,5 +94,4 @@ def test_sandbox_image_name_matches_the_spawner_default(default: Rendering) -> N
     from claudehub.spawner.kube import ClaudeSpawner
 
     spawner_default = ClaudeSpawner._default_image(None)  # type: ignore[arg-type]
-    text = default.one("ConfigMap", "claudehub-hub-config")["data"]["values.yaml"]
-    assert f'image: "{spawner_default}"' in text
+    assert hub_files(default)[0]["chart"]["sandboxImage"] == spawner_default

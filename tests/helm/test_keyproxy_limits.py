@@ -23,10 +23,9 @@ from claudehub.contract.tokens import mint_token
 from claudehub.hub.settings import SettingsError, validate
 from claudehub.proxy.app import KeyProxyApp
 from tests.fakes.upstream import FakeAnthropic
-from tests.helm.charts import KEY_SECRET, Rendering, deep_merge, render
+from tests.helm.charts import KEY_SECRET, Rendering, deep_merge, hub_files, render
 from tests.helm.test_components_start import Container
 from tests.helpers import free_port
-from tests.hub.test_chart_settings import hub_settings
 
 LIMITS = {
     "rateLimitPerMinute": 0.5,
@@ -205,7 +204,8 @@ def test_a_class_list_allowing_every_model_stops_the_hub_with_one_line() -> None
         json.loads(json.dumps(KEY_SECRET)),
         {"classes": {"physics": {"limits": {"allowedModels": ["claude-haiku-4-5", "claude-*"]}}}},
     )
+    settings, schema = hub_files(render(values))
     with pytest.raises(SettingsError) as err:
-        validate(hub_settings(values))
+        validate(settings, schema)
     assert "classes.physics.limits.allowedModels" in str(err.value)
     assert "would allow every model" in str(err.value) and "\n" not in str(err.value)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.helm.charts import KEY_SECRET, VALUE_SETS, Rendering, deep_merge, render
+from tests.helm.charts import KEY_SECRET, VALUE_SETS, Rendering, deep_merge, hub_files, render
 
 RELEASE, NS = "prod", "tutoring"
 
@@ -62,16 +62,13 @@ def _env(rendering: Rendering, deployment: str) -> dict[str, str]:
 
 
 def test_hub_settings_point_at_the_charts_services(prod: Rendering) -> None:
-    settings = yaml.safe_load(
-        prod.one("ConfigMap", "prod-claudehub-hub-config")["data"]["values.yaml"]
-    )
-    _assert_points_at_service(prod, settings["hub"]["connectUrl"], "hub")
-    _assert_points_at_service(prod, settings["proxy"]["apiUrl"], "proxy")
-    _assert_points_at_service(prod, settings["spawner"]["keyproxyUrl"], "keyproxy")
-    _assert_points_at_service(prod, settings["spawner"]["progressUrl"], "progress")
-    _assert_points_at_service(prod, settings["services"]["progress"]["url"], "progress")
-    assert settings["spawner"]["namespace"] == "tutoring-sandboxes"
-    assert settings["spawner"]["priorityClassName"] == "tutoring-prod-claudehub-sandbox"
+    chart = hub_files(prod)[0]["chart"]
+    _assert_points_at_service(prod, chart["hubUrl"], "hub")
+    _assert_points_at_service(prod, chart["proxyApiUrl"], "proxy")
+    _assert_points_at_service(prod, chart["keyproxyUrl"], "keyproxy")
+    _assert_points_at_service(prod, chart["progressUrl"], "progress")
+    assert chart["sandboxNamespace"] == "tutoring-sandboxes"
+    assert chart["sandboxPriorityClass"] == "tutoring-prod-claudehub-sandbox"
     prod.one("PriorityClass", "tutoring-prod-claudehub-sandbox")
 
 

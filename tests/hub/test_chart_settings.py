@@ -16,7 +16,7 @@ from claudehub.hub.kubernetes import configure_kubernetes
 from claudehub.hub.settings import validate
 from claudehub.spawner import codec
 from claudehub.spawner.kube import ClaudeSpawner
-from tests.helm.charts import CHART, KUBE_VERSIONS, VALUE_SETS, deep_merge, render
+from tests.helm.charts import CHART, KUBE_VERSIONS, VALUE_SETS, deep_merge, hub_files, render
 from tests.hub.test_kubernetes import ENV
 from tests.spawner.conftest import kubeconfig  # noqa: F401  (a fixture)
 from tests.spawner.pss import restricted_violations
@@ -26,24 +26,19 @@ CHART_APP_VERSION = str(yaml.safe_load((CHART / "Chart.yaml").read_text())["appV
 
 
 def hub_settings(values: dict[str, Any]) -> dict[str, Any]:
-    rendering = render(values)
-    [config_map] = [
-        o
-        for o in rendering.find("ConfigMap")
-        if "values.yaml" in (o.get("data") or {}) and "spawner" in o["data"]["values.yaml"]
-    ]
-    return dict(yaml.safe_load(config_map["data"]["values.yaml"]))
+    """The settings file the chart hands the hub for ``values``, checked as the hub does."""
+    return validate(*hub_files(render(values)))
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_the_hub_accepts_what_the_chart_renders(name: str) -> None:
     values = VALUE_SETS[name]
-    settings = validate(hub_settings(values))
+    settings = hub_settings(values)
     c = Config()
     configure_kubernetes(c, settings, ENV)
     s = c.ClaudeSpawner
     sandbox = values.get("sandbox", {})
-    assert s.sandbox_resources == settings["spawner"]["resources"]
+    assert s.sandbox_resources == settings["sandbox"]["resources"]
     if sandbox.get("gpu", {}).get("enabled"):
         gpu = next(p for p in s.profile_list if p["slug"] == "gpu")
         assert gpu["kubespawner_override"]["gpu_limit"] == sandbox["gpu"]["count"]
@@ -61,7 +56,7 @@ async def test_the_pod_is_what_the_values_promise(name: str, tmp_path: Path) -> 
     """The sandbox pod ClaudeSpawner builds under the chart's rendered hub settings."""
     values = deep_merge(yaml.safe_load(DEFAULT_VALUES.read_text()), VALUE_SETS[name])
     c = Config()
-    configure_kubernetes(c, validate(hub_settings(VALUE_SETS[name])), ENV)
+    configure_kubernetes(c, hub_settings(VALUE_SETS[name]), ENV)
     (tmp_path / "token-secret").write_text("0123456789abcdef0123456789abcdef")
     c.ClaudeSpawner.token_secret_file = str(tmp_path / "token-secret")
     sandbox = values["sandbox"]

@@ -20,9 +20,10 @@ import pytest
 from jupyterhub_idle_culler import cull_idle
 
 from claudehub.hub.kubernetes import CULLER_SERVICE, services_and_roles
+from claudehub.hub.settings import validate
 from tests.helpers import eventually
 from tests.hub.hubproc import running_hub
-from tests.hub.test_kubernetes import ENV, SETTINGS
+from tests.hub.test_kubernetes import ENV, VALUES, hub_settings
 
 pytestmark = [pytest.mark.slow]
 
@@ -43,7 +44,7 @@ def ticks(output: list[str]) -> int:
 
 
 def culler_role() -> dict[str, Any]:
-    _, roles = services_and_roles(SETTINGS, ENV)
+    _, roles = services_and_roles(validate(*hub_settings(VALUES)), ENV)
     [role] = [r for r in roles if r.get("services") == [CULLER_SERVICE]]
     return role
 

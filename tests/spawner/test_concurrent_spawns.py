@@ -17,9 +17,10 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from tests.helm.charts import KEY_SECRET, render, write_hub_files
 from tests.helpers import free_port
 from tests.hub.hubproc import running_hub
-from tests.hub.test_kubernetes import ENV, SETTINGS
+from tests.hub.test_kubernetes import ENV
 from tests.spawner.conftest import KUBECONFIG
 from tests.spawner.emulator import ClusterEmulator, Kubelet
 from tests.spawner.pss import restricted_violations
@@ -57,21 +58,22 @@ async def sandbox_server() -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-def hub_files(tmp: Path, api_url: str) -> tuple[str, dict[str, str]]:
-    settings = yaml.safe_load(yaml.safe_dump(SETTINGS))
-    settings["auth"] = {"type": "password", "admins": [], "allowedUsers": []}
-    settings["limits"] = {"maxActiveSessions": MAX_ACTIVE, "concurrentSpawnLimit": CONCURRENT}
-    settings["culling"]["enabled"] = False
-    settings["spawner"]["tokenSecretFile"] = str(tmp / "token-secret")
-    settings["spawner"]["profiles"] = []
-    (tmp / "token-secret").write_text("0123456789abcdef0123456789abcdef\n")
-    (tmp / "values.yaml").write_text(yaml.safe_dump(settings))
-    (tmp / "kubeconfig").write_text(KUBECONFIG.replace("http://127.0.0.1:1", api_url))
-    env = {
-        **ENV,
-        "CLAUDEHUB_CONFIG": str(tmp / "values.yaml"),
-        "KUBECONFIG": str(tmp / "kubeconfig"),
+def hub_files(tmp: Path, api_url: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The chart's hub settings for a password-login hub with the test's limits, written as
+    the hub pod mounts them; the token secret where this machine has it."""
+    values: dict[str, Any] = {
+        **KEY_SECRET,
+        "auth": {"type": "password"},
+        "limits": {"maxActiveSessions": MAX_ACTIVE, "concurrentSpawnLimit": CONCURRENT},
+        "culling": {"enabled": False},
     }
+    path = write_hub_files(render(values), tmp / "hub-config")
+    settings = yaml.safe_load(path.read_text())
+    settings["chart"]["tokenSecretFile"] = str(tmp / "token-secret")
+    path.write_text(yaml.safe_dump(settings))
+    (tmp / "token-secret").write_text("0123456789abcdef0123456789abcdef\n")
+    (tmp / "kubeconfig").write_text(KUBECONFIG.replace("http://127.0.0.1:1", api_url))
+    env = {**ENV, "CLAUDEHUB_CONFIG": str(path), "KUBECONFIG": str(tmp / "kubeconfig")}
     return settings, env
 
 

@@ -61,6 +61,11 @@ valid DNS subdomain whatever the namespace.
 {{- printf "%s-%s-sandbox" (.Release.Namespace | default "default") (include "claudehub.fullname" .) | trunc 253 | trimSuffix "-" | trimPrefix "-" }}
 {{- end }}
 
+{{/* Where the hub Secret's files are mounted, and the sandbox-token secret among them (the hub
+mints tokens with it, the key proxy checks them: both mount it here). */}}
+{{- define "claudehub.secretsDir" -}}/etc/claudehub/secrets{{- end }}
+{{- define "claudehub.tokenSecretFile" -}}{{ include "claudehub.secretsDir" . }}/token-secret{{- end }}
+
 {{/* In-cluster URLs. */}}
 {{- define "claudehub.hub.url" -}}
 http://{{ include "claudehub.hub.fullname" . }}.{{ .Release.Namespace }}.svc:8081
