@@ -33,7 +33,7 @@ from tests.containers import netpolicy
 from tests.containers.kubelet import Objects, PodRunner, RunningPod, ServiceAccount
 from tests.containers.podman import Podman
 from tests.helm.charts import Rendering
-from tests.helpers import free_port
+from tests.helpers import PATIENCE, free_port
 from tests.spawner.emulator import ClusterEmulator
 
 NAMESPACE = "claudehub"
@@ -170,7 +170,7 @@ class ApiServer:
     def start(self, node_runner: PodRunner) -> Node:
         self._node = Node(node_runner, self.local_url)
         self._thread.start()
-        if not self._ready.wait(30):
+        if not self._ready.wait(PATIENCE):
             raise RuntimeError(f"API server did not start: {self._failure!r}")
         if self._failure is not None:
             raise RuntimeError(f"API server failed: {self._failure!r}")

@@ -21,6 +21,7 @@ from typing import Any
 
 from tests.containers.podman import podman
 from tests.helm.netpol import selector_matches
+from tests.helpers import PATIENCE
 
 DNS_SELECTOR = {"k8s-app": "kube-dns"}
 
@@ -119,5 +120,5 @@ def apply(infra_container: str, script: str) -> None:
         text=True,
         capture_output=True,
         check=True,
-        timeout=30,
+        timeout=PATIENCE,
     )

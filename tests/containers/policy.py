@@ -27,6 +27,7 @@ import pexpect
 
 from tests.containers.podman import HUB_IMAGE, REPO, SANDBOX_IMAGE, Podman, podman_env
 from tests.fakes.upstream import RecordedRequest, Reply
+from tests.helpers import PATIENCE
 
 #: The sandbox token the CLI holds (what the key proxy would accept; the fake takes any).
 SANDBOX_KEY = "chs1.sandbox-image-test-token.0123456789abcdefABCDEF"
@@ -118,7 +119,7 @@ class Upstream:
 
     def requests(self) -> list[RecordedRequest]:
         with urllib.request.urlopen(
-            f"http://{self.address}:{UPSTREAM_PORT}/_recorded", timeout=10
+            f"http://{self.address}:{UPSTREAM_PORT}/_recorded", timeout=PATIENCE
         ) as resp:
             return [RecordedRequest.from_json(r) for r in json.load(resp)]
 
@@ -181,7 +182,7 @@ class Stage:
             name=name,
         )
         upstream = Upstream(name, self.pm.ip(name, self.network))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 2 * PATIENCE  # a container start
         while True:
             try:
                 upstream.requests()

@@ -30,7 +30,7 @@ from tests.containers.kubelet import RunningPod
 from tests.containers.podman import HUB_IMAGE, REPO, Podman, podman, podman_env
 from tests.fakes.upstream import FakeAnthropic
 from tests.helm.charts import Rendering, render
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, jp_asyncio_loop  # noqa: F401
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PATIENCE, jp_asyncio_loop  # noqa: F401
 from tests.terminal_page import ask, open_picker, pick_course, wait_for_terminal
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.e2e]
@@ -332,7 +332,7 @@ def test_login_course_answer_end_session(stack: Stack, browser: Any) -> None:
                 "max_tokens": 8,
                 "messages": [{"role": "user", "content": "hi"}],
             },
-            timeout=10,
+            timeout=PATIENCE,
         )
         return resp.status_code == 401 and resp.json()["type"] == "error"
 
@@ -352,7 +352,7 @@ for name, path, header, model in leaks:
         headers={header: value, "anthropic-version": "2023-06-01",
                  "content-type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=20) as resp:
+        with urllib.request.urlopen(req, timeout=60) as resp:
             out[name] = resp.status
     except urllib.error.HTTPError as e:
         out[name] = e.code
@@ -417,7 +417,7 @@ def test_a_killed_sandbox_tells_the_learner_and_the_hub_sees_it_stop(
     podman("kill", running.container())
     page.wait_for_function(
         "() => document.getElementById('status').textContent.includes('disconnected')",
-        timeout=30_000,
+        timeout=PATIENCE * 1000,
     )
     # The hub's own view of carol's server, through its REST API with an admin's token.
     hub = stack.pod("claudehub-hub")
@@ -427,7 +427,7 @@ def test_a_killed_sandbox_tells_the_learner_and_the_hub_sees_it_stop(
         resp = requests.get(
             f"http://{hub.ip}:8081/hub/api/users?state=active",
             headers={"Authorization": f"token {token}"},
-            timeout=10,
+            timeout=PATIENCE,
         )
         resp.raise_for_status()
         return "carol" not in {u["name"] for u in resp.json()}

@@ -44,6 +44,7 @@ from tests.containers.policy import (
     tool_results,
 )
 from tests.fakes.upstream import DEFAULT_REPLY, RecordedRequest
+from tests.helpers import PATIENCE
 from tests.sandbox.escapes import (
     EVIL_TUTOR_PHRASE,
     PROVIDERS,
@@ -301,14 +302,14 @@ def test_in_image_bang_and_editor_reach_only_the_refusing_shell(layers: str, sta
         child.send("!touch " + " ".join(bang))
         term.pump(0.5)
         child.send("\r")
-        term.wait_for(lambda t: REFUSAL in t, 30, "the shell refusal")
+        term.wait_for(lambda t: REFUSAL in t, PATIENCE, "the shell refusal")
 
         # Ctrl-G opens the prompt in $EDITOR: the stub again.
         seen = term.text.count(REFUSAL)
         child.send("draft")
         term.pump(0.5)
         child.send("\x07")
-        term.wait_for(lambda t: t.count(REFUSAL) > seen, 30, "the editor refusal")
+        term.wait_for(lambda t: t.count(REFUSAL) > seen, PATIENCE, "the editor refusal")
         child.send("\x1b")
         term.pump(0.3)
         child.send("\x15")  # clear the draft
@@ -317,7 +318,7 @@ def test_in_image_bang_and_editor_reach_only_the_refusing_shell(layers: str, sta
         child.send("What is this course about?")
         term.pump(0.5)
         child.send("\r")
-        term.wait_for(lambda t: DEFAULT_REPLY in t, 40, "the model's answer")
+        term.wait_for(lambda t: DEFAULT_REPLY in t, PATIENCE, "the model's answer")
         term.pump(1.0)
     finally:
         child.close(force=True)

@@ -22,6 +22,7 @@ from claudehub.spawner.podstatus import start_failure
 from tests.containers.conftest import HUB_HOST, sandbox_pod
 from tests.containers.kubelet import PodRunner, RunningPod
 from tests.containers.podman import Podman
+from tests.helpers import PATIENCE
 from tests.server_ext.fakehub import FakeHub
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
@@ -130,14 +131,14 @@ def test_spawned_pod_runs_locked_down_and_serves_claude(
 
     # The page is served and Claude reaches its prompt over the real terminal websocket.
     headers = {"Authorization": f"token {hub.user_token}"}
-    page = requests.get(url + "claude", headers=headers, timeout=10)
+    page = requests.get(url + "claude", headers=headers, timeout=PATIENCE)
     assert page.status_code == 200 and "xterm" in page.text, (
         page.text[:300] + pm.logs(running.container())[-1500:]
     )
     with connect(
         url.replace("http://", "ws://") + "claude/terminal",
         additional_headers=headers,
-        open_timeout=10,
+        open_timeout=PATIENCE,
     ) as ws:
         screen = ""
         deadline = time.monotonic() + 60
@@ -241,7 +242,7 @@ def test_a_killed_sandbox_is_reported_as_stopped(
     from tests.containers.podman import podman
 
     podman("kill", running.container())
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + PATIENCE
     while running.phase == "Running":
         runner.refresh(running)
         assert time.monotonic() < deadline

@@ -24,6 +24,7 @@ import pytest
 
 from tests.e2e.conftest import REPO, LocalStack, start_local_stack, stop_local_stack
 from tests.fakes.upstream import FakeAnthropic
+from tests.helpers import PATIENCE
 from tests.progress.coursekit import write_claude_md_course
 from tests.terminal_page import ask, open_picker, pick_course, wait_for_terminal
 
@@ -306,7 +307,7 @@ def test_the_hubs_pages_share_the_look_and_admins_keep_the_admin_page(
     admin.click("#topbar a[href$='/hub/admin']")
     admin.wait_for_url("**/hub/admin**")
     # JupyterHub's own admin page (its React app) lists the users
-    admin.wait_for_selector("text=minji", timeout=30_000)
+    admin.wait_for_selector("text=minji", timeout=PATIENCE * 1000)
     admin.close()
 
 

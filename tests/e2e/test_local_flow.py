@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import LocalStack
+from tests.helpers import PATIENCE
 from tests.local.running import server_process
 from tests.terminal_page import ask, open_picker, pick_course, terminal_text, wait_for_terminal
 
@@ -192,14 +193,14 @@ def test_end_session_stops_the_server_and_its_token_dies(local_stack: LocalStack
         f"{local_stack.keyproxy_url}/v1/messages",
         json=body,
         headers={"x-api-key": token},
-        timeout=10,
+        timeout=PATIENCE,
     )
     assert ok.status_code == 200, ok.text
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#end-session")
-    page.wait_for_selector("#ended-banner:not([hidden])", timeout=30_000)
-    deadline = time.monotonic() + 30
+    page.wait_for_selector("#ended-banner:not([hidden])", timeout=PATIENCE * 1000)
+    deadline = time.monotonic() + PATIENCE
     while _sandbox_processes("erin") and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _sandbox_processes("erin"), "the server and Claude are gone"
@@ -210,7 +211,7 @@ def test_end_session_stops_the_server_and_its_token_dies(local_stack: LocalStack
             f"{local_stack.keyproxy_url}/v1/messages",
             json=body,
             headers={"x-api-key": token},
-            timeout=10,
+            timeout=PATIENCE,
         )
         if refused.status_code == 401 or time.monotonic() > deadline:
             break

@@ -12,6 +12,7 @@ import requests
 
 from claudehub.contract.env import TOKEN_SECRET
 from claudehub.contract.tokens import load_token_secret, mint_token
+from tests.helpers import PATIENCE
 
 
 def parent_of(pid: int) -> int:
@@ -90,19 +91,19 @@ def server_process(user: str) -> int | None:
 def log_in_and_start(url: str, user: str, password: str) -> requests.Session:
     """Log ``user`` in through the login form and start their server (no course)."""
     s = requests.Session()
-    page = s.get(f"{url}/hub/login", timeout=10).text
+    page = s.get(f"{url}/hub/login", timeout=PATIENCE).text
     xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page)
     data = {"username": user, "password": password}
     if xsrf:
         data["_xsrf"] = xsrf.group(1)
-    r = s.post(f"{url}/hub/login", data=data, timeout=30, allow_redirects=False)
+    r = s.post(f"{url}/hub/login", data=data, timeout=PATIENCE, allow_redirects=False)
     assert r.status_code in (302, 303), r.status_code
     headers = {"X-XSRFToken": s.cookies.get("_xsrf", "")}
     r = s.post(f"{url}/hub/api/users/{user}/server", json={}, headers=headers, timeout=60)
     assert r.status_code in (201, 202), (r.status_code, r.text)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        info = s.get(f"{url}/hub/api/users/{user}", headers=headers, timeout=10).json()
+        info = s.get(f"{url}/hub/api/users/{user}", headers=headers, timeout=PATIENCE).json()
         if info.get("servers", {}).get("", {}).get("ready"):
             return s
         time.sleep(0.5)

@@ -18,6 +18,7 @@ from traitlets.config import Config
 from claudehub.hub.local import LocalSettings, configure_local
 from tests.e2e.conftest import start_local_stack, stop_local_stack
 from tests.fakes.upstream import FakeAnthropic
+from tests.helpers import PATIENCE
 from tests.local.running import log_in_and_start, parent_of, server_process
 
 LEARNERS = 5
@@ -26,10 +27,10 @@ LEARNERS = 5
 def _start_and_follow(url: str, user: str, password: str, out: dict[str, object]) -> None:
     """Log in, ask for the server, and read the spawn-pending page's progress events."""
     s = requests.Session()
-    page = s.get(f"{url}/hub/login", timeout=30).text
+    page = s.get(f"{url}/hub/login", timeout=PATIENCE).text
     xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page)
     data = {"username": user, "password": password, "_xsrf": xsrf.group(1) if xsrf else ""}
-    r = s.post(f"{url}/hub/login", data=data, timeout=30, allow_redirects=False)
+    r = s.post(f"{url}/hub/login", data=data, timeout=PATIENCE, allow_redirects=False)
     assert r.status_code in (302, 303), r.status_code
     headers = {"X-XSRFToken": s.cookies.get("_xsrf", "")}
     events: list[dict[str, object]] = []
@@ -41,9 +42,9 @@ def _start_and_follow(url: str, user: str, password: str, out: dict[str, object]
 
     asking = threading.Thread(target=ask)
     asking.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
-        info = s.get(f"{url}/hub/api/users/{user}", headers=headers, timeout=30).json()
+        info = s.get(f"{url}/hub/api/users/{user}", headers=headers, timeout=PATIENCE).json()
         if info.get("pending") or info.get("servers", {}).get("", {}).get("ready"):
             break
         time.sleep(0.1)
@@ -124,7 +125,7 @@ def test_more_learners_than_start_slots_all_start_and_see_the_queue(tmp_path: Pa
         if stack.process.poll() is None:
             os.killpg(stack.process.pid, signal.SIGTERM)
             try:
-                stack.process.wait(30)
+                stack.process.wait(PATIENCE)
             except Exception:
                 os.killpg(stack.process.pid, signal.SIGKILL)
                 raise

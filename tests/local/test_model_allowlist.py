@@ -20,6 +20,7 @@ from claudehub.hub.local import LocalSettings, configure_local
 from claudehub.proxy.app import KeyProxyApp
 from tests.e2e.conftest import REAL_KEY, local_mode_env, start_local_stack, stop_local_stack
 from tests.fakes.upstream import FakeAnthropic
+from tests.helpers import PATIENCE
 from tests.local.running import descendants, log_in_and_start, sandbox_token
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,7 +101,7 @@ def test_a_learners_token_reaches_no_other_model(tmp_path: Path) -> None:
                         "messages": [{"role": "user", "content": "hi"}],
                     },
                     headers={header: auth, "anthropic-version": "2023-06-01"},
-                    timeout=30,
+                    timeout=PATIENCE,
                 )
                 assert r.status_code in (400, 403), (name, r.status_code, r.text)
                 assert r.json()["type"] == "error", name
