@@ -9,6 +9,7 @@ import sys
 
 from traitlets import TraitError
 
+from claudehub.contract import env
 from claudehub.hub.local import LocalSettings, banner, configure_local
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
@@ -22,5 +23,5 @@ except (TraitError, ValueError) as e:
     raise SystemExit(2) from None
 # The real key now lives only in the key proxy's service environment: nothing else the hub
 # starts (sandboxes included) may inherit it.
-os.environ.pop("ANTHROPIC_API_KEY", None)
+os.environ.pop(env.ANTHROPIC_API_KEY, None)
 print(banner(settings), file=sys.stderr, flush=True)
