@@ -266,25 +266,6 @@ ENV_READ_EXCEPTIONS = {
     ),
 }
 
-#: TEMPORARY: hub settings rewrite in progress. Another engineer is changing how chart values
-#: reach the hub's traits and will move these modules' environment reads (the hub's secrets
-#: handed around as ``environ`` in claudehub/hub/kubernetes.py, $CLAUDEHUB_CONFIG in
-#: claudehub/hub/settings.py) into trait defaults; remove the entries with that change (the
-#: stale check below fails once a module reads nothing).
-TEMPORARY_ENV_READ_MODULES = {
-    "claudehub/hub/kubernetes.py": "hub settings rewrite in progress",
-    "claudehub/hub/settings.py": "hub settings rewrite in progress",
-}
-
-#: TEMPORARY: modules that may still type out a contract name (hub settings rewrite in
-#: progress: claudehub/hub/kubernetes.py names CLAUDEHUB_KEYPROXY_API_TOKEN,
-#: CLAUDEHUB_PROGRESS_API_TOKEN, CLAUDEHUB_DEV_PASSWORD and CLAUDEHUB_ADMIN_PASSWORD,
-#: claudehub/hub/settings.py CLAUDEHUB_CONFIG). Remove with that change.
-ENV_NAME_LITERAL_EXCEPTIONS = {
-    "claudehub/hub/kubernetes.py": "hub settings rewrite in progress",
-    "claudehub/hub/settings.py": "hub settings rewrite in progress",
-}
-
 #: Variables JupyterHub itself (or the hub's own process) reads, which the chart sets and no
 #: part of claudehub reads: they need no place in the contract.
 JUPYTERHUB_OWNED = {
@@ -364,9 +345,7 @@ def _env_reads_outside_defaults(path: Path) -> list[str]:
     return [
         f"{rel}:{line}: {what} in {scope or 'module level'}"
         for line, what, scope, in_default in _env_reads(path.read_text(encoding="utf-8"))
-        if not in_default
-        and (rel, scope) not in ENV_READ_EXCEPTIONS
-        and rel not in TEMPORARY_ENV_READ_MODULES
+        if not in_default and (rel, scope) not in ENV_READ_EXCEPTIONS
     ]
 
 
@@ -387,7 +366,6 @@ def test_every_env_read_exception_still_exists() -> None:
         for _, _, scope, _ in _env_reads(path.read_text(encoding="utf-8")):
             seen.add((rel, scope))
     stale = sorted(f"{p} {f}" for p, f in ENV_READ_EXCEPTIONS if (p, f) not in seen)
-    stale += sorted(p for p in TEMPORARY_ENV_READ_MODULES if p not in {m for m, _ in seen})
     assert stale == [], "ENV_READ_EXCEPTIONS names functions that read nothing: " + ", ".join(stale)
 
 
@@ -482,7 +460,7 @@ def test_contract_env_names_are_written_once() -> None:
     where = []
     for path in _modules():
         rel = path.relative_to(REPO).as_posix()
-        if _part_of(path) == "contract" or rel in ENV_NAME_LITERAL_EXCEPTIONS:
+        if _part_of(path) == "contract":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and node.value in names:

@@ -11,7 +11,7 @@ from the chart's Secrets: ``JPY_COOKIE_SECRET``, ``CONFIGPROXY_AUTH_TOKEN``,
 ``JUPYTERHUB_CRYPT_KEY`` (read by JupyterHub itself), ``GITHUB_CLIENT_ID`` /
 ``GITHUB_CLIENT_SECRET`` (read by oauthenticator), ``CLAUDEHUB_DEV_PASSWORD`` and
 ``CLAUDEHUB_ADMIN_PASSWORD`` (trial password login), the services' API tokens
-(:data:`KEYPROXY_API_TOKEN_ENV`, :data:`PROGRESS_API_TOKEN_ENV`) and the sandbox-token secret
+(``claudehub.contract.env.KEYPROXY_API_TOKEN``, ``PROGRESS_API_TOKEN``) and the sandbox-token secret
 file (``chart.tokenSecretFile``). A missing one stops the hub at start with a message naming it.
 
 Chart values reach traits through one table, :data:`VALUE_TRAITS`; the few that need more
@@ -21,14 +21,16 @@ than a trait each are read by the functions :data:`READ_BY_CODE` names.
 from __future__ import annotations
 
 import copy
-import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
-from traitlets import TraitError
+from traitlets import TraitError, Unicode, default
+from traitlets.config import Configurable
 
+from claudehub.contract import env
+from claudehub.contract.env import read_env
 from claudehub.contract.hub import (
     CULLER_SERVICE,
     KEYPROXY_SERVICE,
@@ -40,22 +42,88 @@ from claudehub.contract.hub import (
 from claudehub.contract.limits import parse_limits
 from claudehub.spawner.startqueue import queued_start_timeout
 
-from .audit import ADMIN_TOKEN_ENV, configure_audit
+from .audit import configure_audit
 from .classes import ClassSettings, configure_classes
 from .pages import configure_pages
 from .settings import SettingsError, value
 
-#: Where the chart puts the services' hub API tokens in the hub's environment (hub Secret).
-KEYPROXY_API_TOKEN_ENV = "CLAUDEHUB_KEYPROXY_API_TOKEN"
-PROGRESS_API_TOKEN_ENV = "CLAUDEHUB_PROGRESS_API_TOKEN"
 
+class HubEnvironment(Configurable):
+    """What the chart puts in the hub's environment: where its settings are, and the secrets
+    (from the hub Secret) that never go into the settings file. Each trait's default is read
+    once from its variable (:data:`VARIABLES`)."""
 
-def _secret(environ: Mapping[str, str], name: str, why: str, min_length: int = 1) -> str:
-    value = environ.get(name, "")
-    if len(value) < min_length:
-        need = f"at least {min_length} characters" if min_length > 1 else "set"
-        raise SettingsError(f"environment variable {name} must be {need} ({why})")
-    return value
+    #: trait -> the variable the chart sets it in
+    VARIABLES = {
+        "config_file": env.HUB_CONFIG,
+        "proxy_auth_token": "CONFIGPROXY_AUTH_TOKEN",
+        "github_client_id": "GITHUB_CLIENT_ID",
+        "github_client_secret": "GITHUB_CLIENT_SECRET",
+        "dev_password": env.DEV_PASSWORD,
+        "admin_password": env.ADMIN_PASSWORD,
+        "keyproxy_api_token": env.KEYPROXY_API_TOKEN,
+        "progress_api_token": env.PROGRESS_API_TOKEN,
+        "keyproxy_admin_token": env.KEYPROXY_ADMIN_TOKEN,
+    }
+
+    config_file = Unicode(
+        help="The settings file (the chart's values, its schema beside it); '' for the default."
+    ).tag(config=True)
+    proxy_auth_token = Unicode(help="configurable-http-proxy's API token.").tag(config=True)
+    github_client_id = Unicode(help="The GitHub OAuth app's client id.").tag(config=True)
+    github_client_secret = Unicode(help="The GitHub OAuth app's client secret.").tag(config=True)
+    dev_password = Unicode(help="The trial login's shared password.").tag(config=True)
+    admin_password = Unicode(help="The password auth.admins log in with (trials).").tag(config=True)
+    keyproxy_api_token = Unicode(help="The key proxy's hub API token.").tag(config=True)
+    progress_api_token = Unicode(help="The course service's hub API token.").tag(config=True)
+    keyproxy_admin_token = Unicode(
+        help="The key proxy's admin token, for the audit hook's POST /audit ('' reports nothing)."
+    ).tag(config=True)
+
+    @default("config_file")
+    def _d_config_file(self) -> str:
+        return read_env(self.VARIABLES["config_file"])
+
+    @default("proxy_auth_token")
+    def _d_proxy_auth_token(self) -> str:
+        return read_env(self.VARIABLES["proxy_auth_token"])
+
+    @default("github_client_id")
+    def _d_github_client_id(self) -> str:
+        return read_env(self.VARIABLES["github_client_id"])
+
+    @default("github_client_secret")
+    def _d_github_client_secret(self) -> str:
+        return read_env(self.VARIABLES["github_client_secret"])
+
+    @default("dev_password")
+    def _d_dev_password(self) -> str:
+        return read_env(self.VARIABLES["dev_password"])
+
+    @default("admin_password")
+    def _d_admin_password(self) -> str:
+        return read_env(self.VARIABLES["admin_password"])
+
+    @default("keyproxy_api_token")
+    def _d_keyproxy_api_token(self) -> str:
+        return read_env(self.VARIABLES["keyproxy_api_token"])
+
+    @default("progress_api_token")
+    def _d_progress_api_token(self) -> str:
+        return read_env(self.VARIABLES["progress_api_token"])
+
+    @default("keyproxy_admin_token")
+    def _d_keyproxy_admin_token(self) -> str:
+        return read_env(self.VARIABLES["keyproxy_admin_token"])
+
+    def require(self, trait: str, why: str, min_length: int = 1) -> str:
+        """The value of ``trait``, or SettingsError naming its variable and what it is for."""
+        value = str(getattr(self, trait))
+        if len(value) < min_length:
+            need = f"at least {min_length} characters" if min_length > 1 else "set"
+            name = self.VARIABLES[trait]
+            raise SettingsError(f"environment variable {name} must be {need} ({why})")
+        return value
 
 
 def culler_command(culling: Mapping[str, Any], python: str = sys.executable) -> list[str]:
@@ -74,7 +142,7 @@ def culler_command(culling: Mapping[str, Any], python: str = sys.executable) -> 
 
 
 def services_and_roles(
-    settings: Mapping[str, Any], environ: Mapping[str, str]
+    settings: Mapping[str, Any], secrets: HubEnvironment
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The hub services (key proxy, progress service, culler) and their narrowest roles."""
     services: list[dict[str, Any]] = [
@@ -82,9 +150,7 @@ def services_and_roles(
             # No url: the key proxy is reached inside the cluster only, never through the
             # public proxy (CHP must not route the internet to it).
             "name": KEYPROXY_SERVICE,
-            "api_token": _secret(
-                environ, KEYPROXY_API_TOKEN_ENV, "the key proxy's hub API token", 16
-            ),
+            "api_token": secrets.require("keyproxy_api_token", "the key proxy's hub API token", 16),
             "display": False,
         },
         {
@@ -92,8 +158,8 @@ def services_and_roles(
             # the admin progress view and the service's OAuth login.
             "name": PROGRESS_SERVICE,
             "url": value(settings, "chart.progressUrl"),
-            "api_token": _secret(
-                environ, PROGRESS_API_TOKEN_ENV, "the progress service's hub API token", 16
+            "api_token": secrets.require(
+                "progress_api_token", "the progress service's hub API token", 16
             ),
             "display": False,
             "oauth_no_confirm": True,
@@ -142,14 +208,15 @@ def profile_list(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     return profiles
 
 
-def configure_auth(c: Any, auth: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+def configure_auth(c: Any, auth: Mapping[str, Any], secrets: HubEnvironment) -> None:
     """GitHub OAuth (allowed users/organisations) or one shared password for trials."""
     admins = set(auth["admins"])
     allowed = set(auth["allowedUsers"])
     if auth["type"] == "github":
         c.JupyterHub.authenticator_class = "github"
-        _secret(environ, "GITHUB_CLIENT_ID", "the GitHub OAuth app's client id")
-        _secret(environ, "GITHUB_CLIENT_SECRET", "the GitHub OAuth app's client secret")
+        # oauthenticator reads them itself; checked here so a missing one is named at start
+        secrets.require("github_client_id", "the GitHub OAuth app's client id")
+        secrets.require("github_client_secret", "the GitHub OAuth app's client secret")
         c.GitHubOAuthenticator.oauth_callback_url = auth["github"]["callbackUrl"]
         c.GitHubOAuthenticator.allowed_organizations = set(auth["github"]["allowedOrganizations"])
         # Organisation membership is read with the user's token; read:org lets private
@@ -161,8 +228,8 @@ def configure_auth(c: Any, auth: Mapping[str, Any], environ: Mapping[str, str]) 
             c.Authenticator.admin_users = admins
         return
     c.JupyterHub.authenticator_class = "shared-password"
-    c.SharedPasswordAuthenticator.user_password = _secret(
-        environ, "CLAUDEHUB_DEV_PASSWORD", "the trial login password", 8
+    c.SharedPasswordAuthenticator.user_password = secrets.require(
+        "dev_password", "the trial login password", 8
     )
     if allowed:
         c.Authenticator.allowed_users = allowed
@@ -170,8 +237,8 @@ def configure_auth(c: Any, auth: Mapping[str, Any], environ: Mapping[str, str]) 
         c.Authenticator.allow_all = True
     if admins:
         c.Authenticator.admin_users = admins
-        c.SharedPasswordAuthenticator.admin_password = _secret(
-            environ, "CLAUDEHUB_ADMIN_PASSWORD", "the password auth.admins log in with", 32
+        c.SharedPasswordAuthenticator.admin_password = secrets.require(
+            "admin_password", "the password auth.admins log in with", 32
         )
 
 
@@ -300,21 +367,19 @@ def apply_value_traits(c: Any, settings: Mapping[str, Any]) -> None:
         setattr(getattr(c, section), name, result)
 
 
-def configure_kubernetes(
-    c: Any, settings: Mapping[str, Any], environ: Mapping[str, str] | None = None
-) -> None:
-    """Fill JupyterHub config ``c`` for Kubernetes mode from the checked chart values.
+def configure_kubernetes(c: Any, settings: Mapping[str, Any], secrets: HubEnvironment) -> None:
+    """Fill JupyterHub config ``c`` for Kubernetes mode from the checked chart values and
+    the secrets the chart put in the hub's environment (``secrets``).
 
     Raises :class:`~claudehub.hub.settings.SettingsError` naming a missing secret or a
     class setting the hub cannot use.
     """
     from claudehub.spawner.kube import ClaudeSpawner
 
-    env = os.environ if environ is None else environ
     apply_value_traits(c, settings)
     # The chart runs configurable-http-proxy in its own Deployment.
     c.ConfigurableHTTPProxy.should_start = False
-    _secret(env, "CONFIGPROXY_AUTH_TOKEN", "shared with configurable-http-proxy", 16)
+    secrets.require("proxy_auth_token", "shared with configurable-http-proxy", 16)
     # Sandboxes keep running while the hub restarts or upgrades; the new hub finds them.
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False
@@ -330,7 +395,7 @@ def configure_kubernetes(
     c.JupyterHub.extra_user_scopes = list(USER_EXTRA_SCOPES)
     c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
 
-    configure_auth(c, value(settings, "auth"), env)
+    configure_auth(c, value(settings, "auth"), secrets)
     c.JupyterHub.spawner_class = ClaudeSpawner
     # The pod may be Running before jupyterhub-singleuser answers.
     c.ClaudeSpawner.http_timeout = 120
@@ -352,7 +417,7 @@ def configure_kubernetes(
     # with tornado's shared client, which queues beyond max_clients (10) and fails a request
     # that waited 20 s there ("599: Timeout in request queue"): let every start through.
     AsyncHTTPClient.configure(None, max_clients=max(10, limits["concurrentSpawnLimit"]))
-    services, roles = services_and_roles(settings, env)
+    services, roles = services_and_roles(settings, secrets)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
     # Classes, instructors and the admins' access to servers (docs/instructors.md): last,
@@ -364,4 +429,4 @@ def configure_kubernetes(
         raise SettingsError(f"auth.adminsAttachServers: {e}") from None
     # The audit log (docs/security.md): what only the hub sees goes to the key proxy's /audit,
     # with the admin token from the hub Secret (keyproxy-admin-token).
-    configure_audit(c, value(settings, "chart.keyproxyUrl"), env.get(ADMIN_TOKEN_ENV, ""))
+    configure_audit(c, value(settings, "chart.keyproxyUrl"), secrets.keyproxy_admin_token)

@@ -5,7 +5,7 @@ sections the hub reads (:data:`SECTIONS`) exactly as the operator gave them, mer
 values.yaml, minus the keys that hold secrets (those reach the hub from the hub Secret as
 environment variables), and under ``chart`` what the templates compute (:data:`CHART_KEYS`:
 service URLs, names, the sandbox image). The file is mounted at
-``/etc/claudehub/config/values.yaml`` ($CLAUDEHUB_CONFIG) with the chart's schema beside it
+``/etc/claudehub/config/values.yaml`` (``$CLAUDEHUB_CONFIG``) with the chart's schema beside it
 (``values.schema.yaml``, the source of the values.schema.json Helm applies at install).
 
 So each setting is described once and defaulted once: its schema entry says what it may be,
@@ -147,12 +147,13 @@ def validate(data: Any, schema: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Read and check the settings file (``path``, else $CLAUDEHUB_CONFIG, else the default)
-    against the schema beside it.
+    """Read and check the settings file (``path``, else :data:`DEFAULT_PATH`) against the
+    schema beside it. The hub's config file passes ``$CLAUDEHUB_CONFIG``
+    (``claudehub.contract.env.HUB_CONFIG``) when the chart sets it.
 
     Raises :class:`SettingsError` whose message starts with the file's path.
     """
-    where = Path(path or os.environ.get("CLAUDEHUB_CONFIG") or DEFAULT_PATH)
+    where = Path(path or DEFAULT_PATH)
     prefix = f"claudehub settings ({where})"
     texts = {}
     for name, file in (("values", where), ("schema", where.with_name(SCHEMA_NAME))):

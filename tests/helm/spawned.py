@@ -100,11 +100,15 @@ def hub_environment(rendering: Rendering) -> dict[str, str]:
 def hub_config(rendering: Rendering, tmp_path: Path) -> tuple[Config, dict[str, Any]]:
     """What jupyterhub_config.py builds from the rendered ConfigMap and Secret."""
     from claudehub.hub import settings as hub_settings
-    from claudehub.hub.kubernetes import configure_kubernetes
+    from claudehub.hub.kubernetes import HubEnvironment, configure_kubernetes
 
     checked = hub_settings.load(write_hub_files(rendering, tmp_path / "hub-config"))
     c = Config()
-    configure_kubernetes(c, checked, hub_environment(rendering))
+    variables = hub_environment(rendering)
+    secrets = HubEnvironment(
+        **{trait: variables.get(name, "") for trait, name in HubEnvironment.VARIABLES.items()}
+    )
+    configure_kubernetes(c, checked, secrets)
     # The chart mounts the hub Secret's token-secret key at the path the settings name.
     mounted = checked["chart"]["tokenSecretFile"]
     hub = rendering.one("Deployment", "claudehub-hub")["spec"]["template"]["spec"]

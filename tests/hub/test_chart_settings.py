@@ -17,7 +17,7 @@ from claudehub.hub.settings import validate
 from claudehub.spawner import codec
 from claudehub.spawner.kube import ClaudeSpawner
 from tests.helm.charts import CHART, KUBE_VERSIONS, VALUE_SETS, deep_merge, hub_files, render
-from tests.hub.test_kubernetes import ENV
+from tests.hub.test_kubernetes import ENV, secrets_from
 from tests.spawner.conftest import kubeconfig  # noqa: F401  (a fixture)
 from tests.spawner.pss import restricted_violations
 
@@ -35,7 +35,7 @@ def test_the_hub_accepts_what_the_chart_renders(name: str) -> None:
     values = VALUE_SETS[name]
     settings = hub_settings(values)
     c = Config()
-    configure_kubernetes(c, settings, ENV)
+    configure_kubernetes(c, settings, secrets_from(ENV))
     s = c.ClaudeSpawner
     sandbox = values.get("sandbox", {})
     assert s.sandbox_resources == settings["sandbox"]["resources"]
@@ -56,7 +56,7 @@ async def test_the_pod_is_what_the_values_promise(name: str, tmp_path: Path) -> 
     """The sandbox pod ClaudeSpawner builds under the chart's rendered hub settings."""
     values = deep_merge(yaml.safe_load(DEFAULT_VALUES.read_text()), VALUE_SETS[name])
     c = Config()
-    configure_kubernetes(c, hub_settings(VALUE_SETS[name]), ENV)
+    configure_kubernetes(c, hub_settings(VALUE_SETS[name]), secrets_from(ENV))
     (tmp_path / "token-secret").write_text("0123456789abcdef0123456789abcdef")
     c.ClaudeSpawner.token_secret_file = str(tmp_path / "token-secret")
     sandbox = values["sandbox"]

@@ -23,7 +23,7 @@ from claudehub.hub.kubernetes import CULLER_SERVICE, services_and_roles
 from claudehub.hub.settings import validate
 from tests.helpers import eventually
 from tests.hub.hubproc import running_hub
-from tests.hub.test_kubernetes import ENV, VALUES, hub_settings
+from tests.hub.test_kubernetes import ENV, VALUES, hub_settings, secrets_from
 
 pytestmark = [pytest.mark.slow]
 
@@ -44,7 +44,7 @@ def ticks(output: list[str]) -> int:
 
 
 def culler_role() -> dict[str, Any]:
-    _, roles = services_and_roles(validate(*hub_settings(VALUES)), ENV)
+    _, roles = services_and_roles(validate(*hub_settings(VALUES)), secrets_from(ENV))
     [role] = [r for r in roles if r.get("services") == [CULLER_SERVICE]]
     return role
 

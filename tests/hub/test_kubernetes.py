@@ -14,7 +14,7 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from claudehub.hub.kubernetes import configure_kubernetes, culler_command
+from claudehub.hub.kubernetes import HubEnvironment, configure_kubernetes, culler_command
 from claudehub.hub.settings import SettingsError, load, validate
 from claudehub.spawner.kube import ClaudeSpawner
 from tests.helm.charts import deep_merge, hub_files, render, write_hub_files
@@ -60,6 +60,13 @@ ENV = {
 }
 
 
+def secrets_from(variables: dict[str, str]) -> HubEnvironment:
+    """The hub's environment with exactly ``variables`` set (every other one empty)."""
+    return HubEnvironment(
+        **{trait: variables.get(name, "") for trait, name in HubEnvironment.VARIABLES.items()}
+    )
+
+
 def values_with(**changes: Any) -> dict[str, Any]:
     """VALUES with ``changes`` merged in (one level deep per section)."""
     values = copy.deepcopy(VALUES)
@@ -78,7 +85,9 @@ def hub_settings(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 def configured(values: dict[str, Any], env: dict[str, str] | None = None) -> Config:
     c = Config()
-    configure_kubernetes(c, validate(*hub_settings(values)), ENV if env is None else env)
+    configure_kubernetes(
+        c, validate(*hub_settings(values)), secrets_from(ENV if env is None else env)
+    )
     return c
 
 
@@ -105,7 +114,7 @@ def test_a_class_logging_in_at_once_queues_for_start_slots() -> None:
     # least 1): the active limit bounds the queue instead.
     edited = _edited({"limits.maxActiveSessions": 40, "limits.concurrentSpawnLimit": 0})
     c = Config()
-    configure_kubernetes(c, edited, ENV)
+    configure_kubernetes(c, edited, secrets_from(ENV))
     assert c.ClaudeSpawner.start_timeout == 300 * 10  # ceil(40 / 4) waves
     # No queue: startTimeout as given.
     limits = {"maxActiveSessions": 40, "concurrentSpawnLimit": 40, "startSlots": 0}
@@ -319,7 +328,7 @@ def test_a_bad_settings_file_fails_naming_the_key(edit: dict[str, Any], message:
 def test_admins_who_may_not_attach_need_github_login() -> None:
     settings = _edited({"auth.type": "password", "auth.adminsAttachServers": False})
     with pytest.raises(SettingsError, match=r"auth\.adminsAttachServers: .*shared-password"):
-        configure_kubernetes(Config(), settings, ENV)
+        configure_kubernetes(Config(), settings, secrets_from(ENV))
 
 
 @pytest.mark.parametrize(
@@ -337,16 +346,15 @@ def test_a_missing_secret_is_named(missing: str) -> None:
         configured(VALUES, env)
 
 
-def test_load_reads_claudehub_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_reads_the_file_and_the_schema_beside_it(tmp_path: Path) -> None:
     path = write_hub_files(render(VALUES), tmp_path)
-    monkeypatch.setenv("CLAUDEHUB_CONFIG", str(path))
-    assert load()["limits"]["concurrentSpawnLimit"] == 2
+    assert load(path)["limits"]["concurrentSpawnLimit"] == 2
     path.write_text("limits: [\n")
     with pytest.raises(SettingsError, match=f"claudehub settings \\({path}\\): not valid YAML"):
-        load()
+        load(path)
     (tmp_path / "values.schema.yaml").unlink()
     with pytest.raises(SettingsError, match=r"cannot read .*values\.schema\.yaml"):
-        load()
+        load(path)
 
 
 def run_config_file(tmp_path: Path, settings: dict[str, Any]) -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,7 @@ from claudehub.hub.kubernetes import (
 )
 from claudehub.hub.settings import SECTIONS, validate, value
 from tests.helm.charts import CHART, KEY_SECRET, hub_files, render
-from tests.hub.test_kubernetes import ENV
+from tests.hub.test_kubernetes import ENV, secrets_from
 
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 SCHEMA = yaml.safe_load((CHART / "values.schema.yaml").read_text())
@@ -102,7 +102,7 @@ def _values_with(key: str, new: Any) -> dict[str, Any]:
 def _configured(values: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
     settings = validate(*hub_files(render(values)))
     c = Config()
-    configure_kubernetes(c, settings, ENV)
+    configure_kubernetes(c, settings, secrets_from(ENV))
     return c, settings
 
 
@@ -175,4 +175,4 @@ def test_the_hub_has_no_default_of_its_own() -> None:
     del settings["limits"]["startSlots"]
     c = Config()
     with pytest.raises(ValueError, match=r"limits\.startSlots: missing"):
-        configure_kubernetes(c, validate(settings, schema), ENV)
+        configure_kubernetes(c, validate(settings, schema), secrets_from(ENV))

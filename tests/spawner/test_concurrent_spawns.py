@@ -85,9 +85,10 @@ async def test_100_concurrent_spawns_only_refused_by_the_limits(
         api_url = str(server.url).rstrip("/")
         _, env = hub_files(tmp_path, api_url)
         config = f"""
-from claudehub.hub.kubernetes import configure_kubernetes
+from claudehub.hub.kubernetes import HubEnvironment, configure_kubernetes
 from claudehub.hub.settings import load
-configure_kubernetes(c, load())
+environment = HubEnvironment(config=c)
+configure_kubernetes(c, load(environment.config_file), environment)
 c.ClaudeSpawner.port = {sandbox_server}
 c.ClaudeSpawner.start_timeout = 60
 c.JupyterHub.services.append({{"name": "tester", "api_token": {TOKEN!r}}})
