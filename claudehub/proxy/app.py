@@ -8,6 +8,7 @@ only). ``claudehub-keyproxy mint-token --user NAME --ttl 3600`` prints a sandbox
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import gc
 import logging
@@ -416,43 +417,44 @@ class KeyProxyApp(TokenSecretMixin, Application):
         values["forward_headers"] = list(self.forward_headers)
         return ProxySettings(**values)
 
+    #: The Limits argument each limit trait is handed as (the per-request limits object).
+    LIMIT_TRAITS = {
+        "rate_limit_per_minute": "rate_per_minute",
+        "rate_limit_burst": "burst",
+        "daily_token_budget": "daily_token_budget",
+        "budget_overrides": "budget_overrides",
+        "user_limits": "user_limits",
+        "allowed_models": "allowed_models",
+        "max_tokens_cap": "max_tokens_cap",
+        "max_tokens_policy": "max_tokens_policy",
+        "cache_read_budget_weight": "cache_read_weight",
+    }
+    #: KeyProxyOptions fields that are not a trait of their name: built here from traits.
+    BUILT_OPTIONS = ("settings", "limits", "token_secret", "hub_api_url", "hub_api_token")
+
     def build_options(self) -> KeyProxyOptions:
-        """Translate the configuration into the service's options."""
-        settings = self.build_settings()
-        limits = Limits(
-            rate_per_minute=self.rate_limit_per_minute,
-            burst=self.rate_limit_burst,
-            daily_token_budget=self.daily_token_budget,
-            budget_overrides=dict(self.budget_overrides),
-            user_limits=dict(self.user_limits),
-            allowed_models=list(self.allowed_models),
-            max_tokens_cap=self.max_tokens_cap,
-            max_tokens_policy=self.max_tokens_policy,
-            cache_read_weight=self.cache_read_budget_weight,
-        )
+        """The service's options: every :class:`KeyProxyOptions` field from the trait of its
+        name (a test keeps the two in step), except :data:`BUILT_OPTIONS`."""
         if not self.allowed_models:
             self.log.warning(
                 "No model allowlist (KeyProxyApp.allowed_models): learners may call every model"
             )
+        limits = Limits(
+            **{arg: copy.deepcopy(getattr(self, trait)) for trait, arg in self.LIMIT_TRAITS.items()}
+        )
         hub = not self.standalone
+        values = {
+            f.name: copy.deepcopy(getattr(self, f.name))
+            for f in dataclasses.fields(KeyProxyOptions)
+            if f.name not in self.BUILT_OPTIONS
+        }
         return KeyProxyOptions(
-            settings=settings,
-            token_secret=self.token_secret.encode(),
-            token_secret_file=self.token_secret_file,
+            settings=self.build_settings(),
             limits=limits,
+            token_secret=self.token_secret.encode(),
             hub_api_url=self.hub_api_url if hub else "",
             hub_api_token=self.hub_api_token if hub else "",
-            hub_poll_interval=self.hub_poll_interval,
-            hub_stale_after=self.hub_stale_after,
-            db_url=self.db_url,
-            usage_flush_interval=self.usage_flush_interval,
-            shared_limits_interval=self.shared_limits_interval,
-            admin_tokens=list(self.admin_tokens),
-            authenticate_metrics=self.authenticate_metrics,
-            service_prefix=self.service_prefix,
-            api_key_file=self.api_key_file,
-            file_poll_interval=self.file_poll_interval,
-            audit_retention_days=self.audit_retention_days,
+            **values,
         )
 
     async def run(self) -> None:

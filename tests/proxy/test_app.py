@@ -10,6 +10,7 @@ import pytest
 
 from claudehub.contract.tokens import verify_token
 from claudehub.proxy.app import KeyProxyApp, MintTokenApp
+from claudehub.proxy.service import KeyProxyOptions
 from claudehub.proxy.settings import ProxySettings
 
 ENV = (
@@ -113,6 +114,35 @@ def test_every_server_setting_is_a_trait_with_the_same_default() -> None:
         assert trait_default == field_default, f.name
         assert type(trait_default) is type(field_default), f.name
     assert a.build_settings() == ProxySettings(forward_headers=list(defaults.forward_headers))
+
+
+def test_every_service_option_is_the_trait_of_its_name() -> None:
+    """KeyProxyOptions is filled from the traits by name too (a few are built from them):
+    a new option is a field and a trait of its name, and nothing is copied by hand."""
+    a = app([])
+    traits = a.traits(config=True)
+    built = a.build_options()
+    for f in dataclasses.fields(KeyProxyOptions):
+        if f.name in KeyProxyApp.BUILT_OPTIONS:
+            continue
+        assert f.name in traits, f"KeyProxyOptions.{f.name} has no KeyProxyApp trait"
+        # (an embedded proxy's own defaults may differ: no usage file, no service prefix)
+        assert getattr(built, f.name) == getattr(a, f.name), f.name
+    for trait in KeyProxyApp.LIMIT_TRAITS:
+        assert trait in traits, trait
+    # every limit trait reaches the limits, under its own argument name
+    o = app(
+        [
+            "--KeyProxyApp.rate_limit_per_minute=7",
+            "--KeyProxyApp.rate_limit_burst=3",
+            "--KeyProxyApp.daily_token_budget=1234",
+            "--KeyProxyApp.max_tokens_cap=99",
+            "--KeyProxyApp.allowed_models=claude-haiku-4-5",
+        ]
+    ).build_options()
+    rule = o.limits.default
+    assert (rule.rate_per_minute, rule.burst, rule.daily_token_budget) == (7, 3, 1234)
+    assert (rule.max_tokens_cap, rule.allowed_models) == (99, ("claude-haiku-4-5",))
 
 
 def test_hub_poll_interval_is_capped_so_tokens_die_within_a_minute(
