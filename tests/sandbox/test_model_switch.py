@@ -12,21 +12,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import pexpect
 import pytest
 
 from claudehub.contract.tokens import mint_token
 from tests.fakes.upstream import DEFAULT_REPLY, FakeAnthropic
 from tests.helpers import PATIENCE, free_port
 
-from .sandbox import namespace_argv, prepare_launch
-from .test_interactive import Terminal
+from .sandbox import prepare_launch
+from .test_interactive import cli_in_a_terminal
 
 pytestmark = [pytest.mark.cli, pytest.mark.slow]
 
@@ -94,47 +92,35 @@ def test_model_opus_is_refused_with_the_allowed_model_named(
 ) -> None:
     token = mint_token(SECRET.encode(), "learner", "", ttl=3600)
     prep = prepare_launch(claude_cli, course, sandbox_home, keyproxy, api_key=token, model=ALLOWED)
-    with tempfile.TemporaryDirectory(prefix="claudehub-ns-") as ov:
-        cmd, host_env = namespace_argv(prep.argv, prep.env, prep.cwd, Path(ov))
-        child = pexpect.spawn(
-            cmd[0],
-            cmd[1:],
-            env=host_env,
-            dimensions=(40, 160),
-            encoding="utf-8",
-            codec_errors="replace",
-        )
-        term = Terminal(child)
-        try:
-            term.wait_for(lambda t: "❯" in t, 60, "Claude's prompt")
-            # the allowed model answers
-            child.send("What is this course about?")
-            term.pump(0.5)
-            child.send("\r")
-            term.wait_for(lambda t: DEFAULT_REPLY in t, 60, "the allowed model's answer")
+    with cli_in_a_terminal(prep.argv, prep.env, prep.cwd, columns=160) as term:
+        child = term.child
+        term.wait_for(lambda t: "❯" in t, 60, "Claude's prompt")
+        # the allowed model answers
+        child.send("What is this course about?")
+        term.pump(0.5)
+        child.send("\r")
+        term.wait_for(lambda t: DEFAULT_REPLY in t, 60, "the allowed model's answer")
 
-            # the learner switches to the most expensive model and asks again
-            child.send("/model opus")
-            term.pump(1.0)
-            child.send("\r")
-            term.wait_for(
-                lambda t: "Setmodelto" in _squeezed(t) or "Switchmodel?" in _squeezed(t),
-                PATIENCE,
-                "the model switch",
-            )
-            if "Setmodelto" not in _squeezed(term.text):
-                child.send("\r")  # "Yes, switch" (the CLI asks once a conversation is cached)
-                term.wait_for(lambda t: "Setmodelto" in _squeezed(t), PATIENCE, "the model switch")
-            term.pump(1.0)
-            child.send("And now with Opus?")
-            term.pump(0.5)
-            child.send("\r")
-            term.wait_for(
-                lambda t: "notavailableonthishub" in _squeezed(t), 60, "the key proxy's refusal"
-            )
-            assert f"Allowedmodels:{ALLOWED}" in _squeezed(term.text)
-        finally:
-            child.close(force=True)
+        # the learner switches to the most expensive model and asks again
+        child.send("/model opus")
+        term.pump(1.0)
+        child.send("\r")
+        term.wait_for(
+            lambda t: "Setmodelto" in _squeezed(t) or "Switchmodel?" in _squeezed(t),
+            PATIENCE,
+            "the model switch",
+        )
+        if "Setmodelto" not in _squeezed(term.text):
+            child.send("\r")  # "Yes, switch" (the CLI asks once a conversation is cached)
+            term.wait_for(lambda t: "Setmodelto" in _squeezed(t), PATIENCE, "the model switch")
+        term.pump(1.0)
+        child.send("And now with Opus?")
+        term.pump(0.5)
+        child.send("\r")
+        term.wait_for(
+            lambda t: "notavailableonthishub" in _squeezed(t), 60, "the key proxy's refusal"
+        )
+        assert f"Allowedmodels:{ALLOWED}" in _squeezed(term.text)
 
     models = {(r.body or {}).get("model") for r in fake_upstream.message_requests()}
     assert models, "the allowed model was asked"

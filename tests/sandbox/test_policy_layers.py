@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 
 from claudehub.server_ext.launcher import build_claude_json, write_claude_json
@@ -51,11 +49,10 @@ from .sandbox import (
     Result,
     chown_tree,
     make_world_dir,
-    namespace_argv,
     prepare_launch,
     run_as_sandbox_user,
 )
-from .test_interactive import NOT_AT_PROMPT, Terminal
+from .test_interactive import NOT_AT_PROMPT, cli_in_a_terminal
 
 pytestmark = [pytest.mark.cli, pytest.mark.slow]
 
@@ -344,35 +341,23 @@ def test_managed_settings_alone_interactive_runs_no_course_command(
     """
     markers = world.write_course()
     world.trust_course()
-    with tempfile.TemporaryDirectory(prefix="claudehub-ns-") as ov:
-        cmd, host_env = namespace_argv(
-            [str(claude_cli)], plain_env(world, fake_upstream), str(world.course), Path(ov)
-        )
-        child = pexpect.spawn(
-            cmd[0],
-            cmd[1:],
-            env=host_env,
-            dimensions=(40, 120),
-            encoding="utf-8",
-            codec_errors="replace",
-        )
-        term = Terminal(child)
-        try:
-            term.wait_for(lambda t: "❯" in t, PATIENCE, "Claude's prompt")
-            term.pump(2.0)  # the status line would run now
-            for question in NOT_AT_PROMPT:
-                assert question not in term.text
-            child.send("@lesson")
-            term.pump(2.0)  # file suggestions for the @ mention
-            child.send("\x15")  # clear the line
-            term.pump(0.3)
-            child.send("What is this course about?")
-            term.pump(0.5)
-            child.send("\r")
-            term.wait_for(lambda t: DEFAULT_REPLY in t, PATIENCE, "the model's answer")
-            term.pump(2.0)
-        finally:
-            child.close(force=True)
+    with cli_in_a_terminal(
+        [str(claude_cli)], plain_env(world, fake_upstream), str(world.course)
+    ) as term:
+        child = term.child
+        term.wait_for(lambda t: "❯" in t, PATIENCE, "Claude's prompt")
+        term.pump(2.0)  # the status line would run now
+        for question in NOT_AT_PROMPT:
+            assert question not in term.text
+        child.send("@lesson")
+        term.pump(2.0)  # file suggestions for the @ mention
+        child.send("\x15")  # clear the line
+        term.pump(0.3)
+        child.send("What is this course about?")
+        term.pump(0.5)
+        child.send("\r")
+        term.wait_for(lambda t: DEFAULT_REPLY in t, PATIENCE, "the model's answer")
+        term.pump(2.0)
     time.sleep(0.5)
     check_no_marker(world.marks, markers)
     check_upstream(fake_upstream.requests, SANDBOX_KEY)
