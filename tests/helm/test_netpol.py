@@ -228,9 +228,17 @@ def test_helm_test_policies_are_hooks_only(default: Rendering) -> None:
         for o in default.objects
         if o["kind"] == "NetworkPolicy" and o not in default.without_hooks()
     ]
-    assert {o["metadata"]["name"] for o in hooks} == {"claudehub-test", "claudehub-test-ingress"}
+    assert {o["metadata"]["name"] for o in hooks} == {
+        "claudehub-test",
+        "claudehub-test-ingress",
+        # The pre-pull hook's pods (templates/prepuller/netpol.yaml), for the hook's length.
+        "claudehub-prepuller-hook",
+        "claudehub-prepuller-awaiter",
+    }
     for obj in hooks:
-        assert obj["metadata"]["annotations"]["helm.sh/hook"] == "test"
+        test = obj["metadata"]["name"].startswith("claudehub-test")
+        expected = "test" if test else "pre-install,pre-upgrade"
+        assert obj["metadata"]["annotations"]["helm.sh/hook"] == expected
         assert "hook-succeeded" in obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
 
 
