@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 
 
@@ -51,6 +52,8 @@ async def _json(response: Any) -> dict[str, Any]:
     """The body of a ``_preload_content=False`` call: plain JSON, no model (a model insists
     on every field the API server always sends, which a partial status may lack)."""
     async with response:
+        if not 200 <= response.status < 300:
+            raise client.ApiException(status=response.status, reason=response.reason)
         body: dict[str, Any] = await response.json()
         return body
 
@@ -94,31 +97,61 @@ async def pull_status(api: client.ApiClient, namespace: str, name: str) -> PullS
     return result
 
 
+def _transient(error: Exception) -> bool:
+    """An API hiccup worth another try: the server busy or briefly away."""
+    if isinstance(error, client.ApiException):
+        return error.status is None or error.status == 429 or error.status >= 500
+    return isinstance(error, aiohttp.ClientError | asyncio.TimeoutError)
+
+
 async def await_pullers(
     api: client.ApiClient, namespace: str, name: str, within: float, interval: float = 2.0
 ) -> PullStatus:
-    """Poll the DaemonSet until it is done or ``within`` seconds passed; its last status."""
+    """Poll the DaemonSet until it is done or ``within`` seconds passed; its last status.
+
+    A transient API error is retried until then (the last one is raised at the deadline if
+    no status came at all); any other, such as a missing DaemonSet or a refused right, is
+    raised at once."""
     deadline = time.monotonic() + within
+    status: PullStatus | None = None
     while True:
-        status = await pull_status(api, namespace, name)
-        if status.done or time.monotonic() + interval > deadline:
+        try:
+            status = await pull_status(api, namespace, name)
+        except (TimeoutError, client.ApiException, aiohttp.ClientError) as error:
+            if not _transient(error) or (status is None and time.monotonic() > deadline):
+                raise
+        if status is not None and (status.done or time.monotonic() + interval > deadline):
             return status
         await asyncio.sleep(interval)
 
 
+def _api_error(error: Exception) -> str:
+    if isinstance(error, client.ApiException):
+        return f"the Kubernetes API answered {error.status} {error.reason}"
+    return f"{type(error).__name__}: {error}".rstrip(": ")
+
+
 async def _main(args: argparse.Namespace) -> int:
+    where = f"daemonset {args.namespace}/{args.daemonset}"
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        await config.load_kube_config()  # outside a pod: the operator's kubeconfig
-    async with client.ApiClient() as api:
-        status = await await_pullers(api, args.namespace, args.daemonset, args.timeout)
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            await config.load_kube_config()  # outside a pod: the operator's kubeconfig
+    except config.ConfigException as error:
+        print(f"{where}: no Kubernetes API to ask: {error}", file=sys.stderr)
+        return 1
+    try:
+        async with client.ApiClient() as api:
+            status = await await_pullers(api, args.namespace, args.daemonset, args.timeout)
+    except (TimeoutError, client.ApiException, aiohttp.ClientError) as error:
+        print(f"{where}: {_api_error(error)}", file=sys.stderr)
+        return 1
     if status.done:
         print(f"the image is on every node ({status.desired} nodes)")
         return 0
     print(
-        f"daemonset {args.namespace}/{args.daemonset} not ready after {args.timeout:g}s: "
-        + status.describe(),
+        f"{where} not ready after {args.timeout:g}s: " + status.describe(),
         file=sys.stderr,
     )
     return 1

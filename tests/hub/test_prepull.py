@@ -175,7 +175,7 @@ async def test_main_exits_1_with_one_line_naming_the_nodes(
     await api.daemonset(_counts(desired=2, ready=1, updated=2))
     await api.pod("p-a", "node-a", ready=True, labels=LABELS)
     await api.pod("p-b", "node-b", ready=False, labels=LABELS)
-    args = prepull.argparse.Namespace(namespace=NS, daemonset=NAME, within=0.2)
+    args = prepull.argparse.Namespace(namespace=NS, daemonset=NAME, timeout=0.2)
     assert await prepull._main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -185,3 +185,33 @@ async def test_main_exits_1_with_one_line_naming_the_nodes(
     await api.status(_counts(desired=2, ready=2, updated=2))
     assert await prepull._main(args) == 0
     assert "every node (2 nodes)" in capsys.readouterr().out
+
+
+@pytest.mark.asyncio
+async def test_main_names_a_missing_daemonset_in_one_line(
+    api: Api,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG.format(url=api.url))
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    args = prepull.argparse.Namespace(namespace=NS, daemonset=NAME, timeout=5)
+    assert await prepull._main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"daemonset {NS}/{NAME}: ")
+    assert "404" in err
+
+
+@pytest.mark.asyncio
+async def test_main_without_any_api_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    args = prepull.argparse.Namespace(namespace=NS, daemonset=NAME, timeout=5)
+    assert await prepull._main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no Kubernetes API to ask" in err
