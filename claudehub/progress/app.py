@@ -6,6 +6,8 @@ to ``CLAUDEHUB_*`` environment variables so a Helm chart can set them easily::
 
     claudehub-progress --db-url=postgresql+psycopg://... --config=/etc/claudehub/progress_config.py
     claudehub-progress check-catalogue PATH   # a course repository's errors and warnings
+    claudehub-progress export --output FILE   # every learner's progress as JSON ("-": stdout)
+    claudehub-progress import --input FILE    # restore it (all or nothing; --replace)
 
 Example config file::
 
@@ -86,6 +88,15 @@ class ProgressService(Application):
             "claudehub.progress.check.CheckCatalogueApp",
             "Print every error and warning of the courses in a repository; exit 1 if one "
             "cannot load.",
+        ),
+        "export": (
+            "claudehub.progress.backup.ExportApp",
+            "Write every learner's progress to a JSON backup (--output FILE, '-': stdout).",
+        ),
+        "import": (
+            "claudehub.progress.backup.ImportApp",
+            "Restore a backup (--input FILE, '-': stdin) into the database, all or nothing; "
+            "refused where progress exists unless --replace.",
         ),
     }
     flags = {
