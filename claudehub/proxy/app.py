@@ -2,7 +2,9 @@
 
 Run by the hub as a managed service (it then reads JUPYTERHUB_SERVICE_URL, JUPYTERHUB_API_URL
 and JUPYTERHUB_API_TOKEN), or standalone (no hub: tokens are checked by signature and expiry
-only). ``claudehub-keyproxy mint-token --user NAME --ttl 3600`` prints a sandbox token.
+only). ``claudehub-keyproxy mint-token --user NAME --ttl 3600`` prints a sandbox token;
+``claudehub-keyproxy export-usage --output FILE`` and ``import-usage --input FILE`` back up
+and restore the usage database (:mod:`claudehub.proxy.backup`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+import sqlalchemy as sa
 from traitlets import (
     Bool,
     Dict,
@@ -36,9 +39,11 @@ from claudehub.contract.hub import KEYPROXY_SERVICE
 from claudehub.contract.limits import parse_limits
 from claudehub.contract.models import check_allowlist
 from claudehub.contract.tokens import load_token_secret, mint_token
+from claudehub.proxy import backup
 from claudehub.proxy.limits import Limits
 from claudehub.proxy.service import KeyProxy, KeyProxyOptions
 from claudehub.proxy.settings import DEFAULT_FORWARD_HEADERS, ProxySettings
+from claudehub.proxy.usage import UsageStore
 
 log = logging.getLogger("claudehub.proxy")
 
@@ -94,12 +99,84 @@ class MintTokenApp(TokenSecretMixin, Application):
         print(mint_token(secret, self.user, self.server, ttl=self.ttl or None))
 
 
+class _UsageBackupApp(Application):
+    """The key proxy's usage database: KeyProxyApp's own ``db_url`` trait and default."""
+
+    aliases = {"db-url": "KeyProxyApp.db_url", "config": "KeyProxyApp.config_file"}
+
+    def usage_store(self) -> UsageStore:
+        app = KeyProxyApp(config=self.config)
+        if app.config_file and os.path.exists(app.config_file):
+            app.load_config_file(app.config_file)
+            app.update_config(self.cli_config)
+        return UsageStore(app.db_url)
+
+
+class ExportUsageApp(_UsageBackupApp):
+    """``claudehub-keyproxy export-usage --output FILE``."""
+
+    name = "claudehub-keyproxy export-usage"
+    description = """Write the usage, daily totals and audit log of the key proxy's database
+    to FILE ("-": standard output) as one versioned JSON document (docs/operator-guide.md)."""
+    output = Unicode("-", help='Where to write the backup ("-": standard output).').tag(config=True)
+    aliases = {**_UsageBackupApp.aliases, "output": "ExportUsageApp.output"}
+
+    def start(self) -> None:
+        store = self.usage_store()
+        try:
+            doc = backup.export_backup(store)
+        except sa.exc.SQLAlchemyError as e:
+            sys.exit(f"export failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+        finally:
+            store.close()
+        backup.write_document(doc, self.output, sys.stdout)
+        counts = ", ".join(f"{n}: {len(r)}" for n, r in doc["tables"].items())
+        print(f"exported usage ({counts})", file=sys.stderr)
+
+
+class ImportUsageApp(_UsageBackupApp):
+    """``claudehub-keyproxy import-usage --input FILE [--replace]``."""
+
+    name = "claudehub-keyproxy import-usage"
+    description = """Restore a backup written by `claudehub-keyproxy export-usage` into the
+    key proxy's database, all or nothing. A database already holding usage or audit rows is
+    refused unless --replace (which replaces them whole). Stop the key proxy first: its
+    budgets are read back from the database at start-up."""
+    input = Unicode("-", help='The backup to read ("-": standard input).').tag(config=True)
+    replace = Bool(
+        False, help="Replace the usage a database already holds (else it is refused)."
+    ).tag(config=True)
+    aliases = {**_UsageBackupApp.aliases, "input": "ImportUsageApp.input"}
+    flags = {"replace": ({"ImportUsageApp": {"replace": True}}, "Replace the usage already there.")}
+
+    def start(self) -> None:
+        try:
+            doc = backup.parse_backup(backup.read_document(self.input, sys.stdin))
+        except (OSError, UnicodeDecodeError, backup.BackupError) as e:
+            sys.exit(f"import refused: {e}")
+        store = self.usage_store()
+        try:
+            written = backup.import_backup(store, doc, replace=self.replace)
+        except backup.BackupError as e:
+            sys.exit(f"import refused: {e}")
+        except sa.exc.SQLAlchemyError as e:
+            sys.exit(f"import failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+        finally:
+            store.close()
+        counts = ", ".join(f"{n}: {c}" for n, c in written.items())
+        print(f"imported usage ({counts})", file=sys.stderr)
+
+
 class KeyProxyApp(TokenSecretMixin, Application):
     """The key proxy: the only holder of the real Anthropic key."""
 
     name = "claudehub-keyproxy"
     description = __doc__
-    subcommands = {"mint-token": (MintTokenApp, MintTokenApp.description)}
+    subcommands = {
+        "mint-token": (MintTokenApp, MintTokenApp.description),
+        "export-usage": (ExportUsageApp, "Write usage, daily totals and audit log to JSON."),
+        "import-usage": (ImportUsageApp, "Restore a usage backup, all or nothing."),
+    }
 
     aliases = {
         "ip": "KeyProxyApp.ip",
