@@ -7,6 +7,7 @@ a subprocess, and the real service app started on the restored database.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
+from claudehub.contract import env
 from claudehub.progress.backup import FORMAT, BackupError, import_backup, parse_backup
 from claudehub.progress.store import CompletionRow, QuizResultRow, make_engine
 from tests.helpers import postgres_server
@@ -39,10 +41,17 @@ NEVER = [
 ]
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, stdin: str | None = None, db_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI; ``db_url`` goes in the environment, as the chart's pod has it."""
+    environ = {k: v for k, v in os.environ.items() if k != env.PROGRESS_DB_URL}
+    if db_url is not None:
+        environ[env.PROGRESS_DB_URL] = db_url
     return subprocess.run(
         [sys.executable, "-m", "claudehub.progress.app", *args],
         input=stdin,
+        env=environ,
         capture_output=True,
         text=True,
         timeout=120,
@@ -159,7 +168,8 @@ async def test_stdout_and_stdin_and_the_merge_rule(
     await _learn(svc)
     before = await _where(svc)
     await svc.app.stop_async()
-    exported = cli("export", f"--db-url={source}", "--output=-")
+    # as in the pod: the service's own default, from its environment
+    exported = cli("export", "--output=-", db_url=source)
     assert exported.returncode == 0, exported.stderr
     assert json.loads(exported.stdout)["format"] == FORMAT
 

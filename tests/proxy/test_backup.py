@@ -8,6 +8,7 @@ real CLI in a subprocess, and a real KeyProxy started on the restored database.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from claudehub.contract import env
 from claudehub.contract.tokens import mint_token
 from claudehub.proxy.backup import FORMAT, TABLES, BackupError, import_backup, parse_backup
 from claudehub.proxy.limits import Limits
@@ -32,10 +34,17 @@ LEARNERS = ("alice", "bob")
 PROMPT = "Say hello."
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, stdin: str | None = None, db_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI; ``db_url`` goes in the environment, as the chart's pod has it."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDEHUB_")}
+    if db_url is not None:
+        environ[env.KEYPROXY_DB_URL] = db_url
     return subprocess.run(
         [sys.executable, "-m", "claudehub.proxy.app", *args],
         input=stdin,
+        env=environ,
         capture_output=True,
         text=True,
         timeout=120,
@@ -165,7 +174,8 @@ async def test_stdout_stdin_and_the_merge_rule(
 ) -> None:
     source = f"sqlite:///{tmp_path / 'source.sqlite'}"
     await _use(await start_proxy(fake_upstream.url, db_url=source))
-    exported = cli("export-usage", f"--db-url={source}", "--output", "-")
+    # as in the pod: the key proxy's own default, from its environment
+    exported = cli("export-usage", "--output", "-", db_url=source)
     assert exported.returncode == 0, exported.stderr
     target = f"sqlite:///{tmp_path / 'target.sqlite'}"
     done = cli("import-usage", f"--db-url={target}", "--input", "-", stdin=exported.stdout)
