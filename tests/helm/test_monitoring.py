@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import helm_python
 import kubernetes_validate
 import pytest
 
@@ -257,3 +258,27 @@ def test_dashboard_panels_the_issue_asks_for(monitored: Rendering) -> None:
         assert metric in text, metric
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_the_hub_admits_the_scraper_only_when_it_is_scraped(
+    monitored: Rendering, default: Rendering
+) -> None:
+    def hub_ingress(rendering: Rendering) -> list[dict[str, Any]]:
+        policy = rendering.one("NetworkPolicy", "claudehub-hub")
+        return list(policy["spec"]["ingress"])
+
+    scraped = hub_ingress(monitored)
+    assert len(scraped) == len(hub_ingress(default)) + 1
+    assert scraped[-1]["ports"] == [{"port": 8081, "protocol": "TCP"}]
+    no_token = deep_merge(
+        ALL_ON, {"monitoring": {"serviceMonitor": {"hubToken": {"existingSecret": ""}}}}
+    )
+    assert len(hub_ingress(render(no_token))) == len(hub_ingress(default))
+
+
+def test_a_service_monitor_without_the_scraper_admitted_fails_naming_the_key() -> None:
+    values = deep_merge(ALL_ON, {"keyproxy": {"metrics": {"enabled": False}}})
+    with pytest.raises(helm_python.HelmError, match=re.escape("keyproxy.metrics.enabled: set it")):
+        render(values)
+    # Without NetworkPolicies nothing keeps Prometheus out.
+    render(deep_merge(values, {"networkPolicy": {"enabled": False}}))
