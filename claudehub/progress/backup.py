@@ -29,6 +29,7 @@ from sqlalchemy import select as sa_select
 from traitlets import Bool, Unicode
 from traitlets.config import Application
 
+from .app import ProgressService
 from .store import Base, _migrations_dir, make_engine, migrate
 
 FORMAT = "claudehub-progress-backup"
@@ -211,10 +212,9 @@ class _BackupApp(Application):
     """The database of the course service: its own ``db_url`` trait and default."""
 
     aliases = {"db-url": "ProgressService.db_url", "config": "ProgressService.config_file"}
+    classes = [ProgressService]
 
     def db_url(self) -> str:
-        from .app import ProgressService
-
         service = ProgressService(config=self.config)
         if service.config_file:
             service.load_config_file(service.config_file)

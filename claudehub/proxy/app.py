@@ -99,74 +99,6 @@ class MintTokenApp(TokenSecretMixin, Application):
         print(mint_token(secret, self.user, self.server, ttl=self.ttl or None))
 
 
-class _UsageBackupApp(Application):
-    """The key proxy's usage database: KeyProxyApp's own ``db_url`` trait and default."""
-
-    aliases = {"db-url": "KeyProxyApp.db_url", "config": "KeyProxyApp.config_file"}
-
-    def usage_store(self) -> UsageStore:
-        app = KeyProxyApp(config=self.config)
-        if app.config_file and os.path.exists(app.config_file):
-            app.load_config_file(app.config_file)
-            app.update_config(self.cli_config)
-        return UsageStore(app.db_url)
-
-
-class ExportUsageApp(_UsageBackupApp):
-    """``claudehub-keyproxy export-usage --output FILE``."""
-
-    name = "claudehub-keyproxy export-usage"
-    description = """Write the usage, daily totals and audit log of the key proxy's database
-    to FILE ("-": standard output) as one versioned JSON document (docs/operator-guide.md)."""
-    output = Unicode("-", help='Where to write the backup ("-": standard output).').tag(config=True)
-    aliases = {**_UsageBackupApp.aliases, "output": "ExportUsageApp.output"}
-
-    def start(self) -> None:
-        store = self.usage_store()
-        try:
-            doc = backup.export_backup(store)
-        except sa.exc.SQLAlchemyError as e:
-            sys.exit(f"export failed: {type(e).__name__}: {str(e).splitlines()[0]}")
-        finally:
-            store.close()
-        backup.write_document(doc, self.output, sys.stdout)
-        counts = ", ".join(f"{n}: {len(r)}" for n, r in doc["tables"].items())
-        print(f"exported usage ({counts})", file=sys.stderr)
-
-
-class ImportUsageApp(_UsageBackupApp):
-    """``claudehub-keyproxy import-usage --input FILE [--replace]``."""
-
-    name = "claudehub-keyproxy import-usage"
-    description = """Restore a backup written by `claudehub-keyproxy export-usage` into the
-    key proxy's database, all or nothing. A database already holding usage or audit rows is
-    refused unless --replace (which replaces them whole). Stop the key proxy first: its
-    budgets are read back from the database at start-up."""
-    input = Unicode("-", help='The backup to read ("-": standard input).').tag(config=True)
-    replace = Bool(
-        False, help="Replace the usage a database already holds (else it is refused)."
-    ).tag(config=True)
-    aliases = {**_UsageBackupApp.aliases, "input": "ImportUsageApp.input"}
-    flags = {"replace": ({"ImportUsageApp": {"replace": True}}, "Replace the usage already there.")}
-
-    def start(self) -> None:
-        try:
-            doc = backup.parse_backup(backup.read_document(self.input, sys.stdin))
-        except (OSError, UnicodeDecodeError, backup.BackupError) as e:
-            sys.exit(f"import refused: {e}")
-        store = self.usage_store()
-        try:
-            written = backup.import_backup(store, doc, replace=self.replace)
-        except backup.BackupError as e:
-            sys.exit(f"import refused: {e}")
-        except sa.exc.SQLAlchemyError as e:
-            sys.exit(f"import failed: {type(e).__name__}: {str(e).splitlines()[0]}")
-        finally:
-            store.close()
-        counts = ", ".join(f"{n}: {c}" for n, c in written.items())
-        print(f"imported usage ({counts})", file=sys.stderr)
-
-
 class KeyProxyApp(TokenSecretMixin, Application):
     """The key proxy: the only holder of the real Anthropic key."""
 
@@ -174,8 +106,14 @@ class KeyProxyApp(TokenSecretMixin, Application):
     description = __doc__
     subcommands = {
         "mint-token": (MintTokenApp, MintTokenApp.description),
-        "export-usage": (ExportUsageApp, "Write usage, daily totals and audit log to JSON."),
-        "import-usage": (ImportUsageApp, "Restore a usage backup, all or nothing."),
+        "export-usage": (
+            "claudehub.proxy.app.ExportUsageApp",
+            "Write usage, daily totals and audit log to JSON.",
+        ),
+        "import-usage": (
+            "claudehub.proxy.app.ImportUsageApp",
+            "Restore a usage backup, all or nothing.",
+        ),
     }
 
     aliases = {
@@ -576,6 +514,75 @@ class KeyProxyApp(TokenSecretMixin, Application):
         else:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(self.run())
+
+
+class _UsageBackupApp(Application):
+    """The key proxy's usage database: KeyProxyApp's own ``db_url`` trait and default."""
+
+    aliases = {"db-url": "KeyProxyApp.db_url", "config": "KeyProxyApp.config_file"}
+    classes = [KeyProxyApp]
+
+    def usage_store(self) -> UsageStore:
+        app = KeyProxyApp(config=self.config)
+        if app.config_file and os.path.exists(app.config_file):
+            app.load_config_file(app.config_file)
+            app.update_config(self.cli_config)
+        return UsageStore(app.db_url)
+
+
+class ExportUsageApp(_UsageBackupApp):
+    """``claudehub-keyproxy export-usage --output FILE``."""
+
+    name = "claudehub-keyproxy export-usage"
+    description = """Write the usage, daily totals and audit log of the key proxy's database
+    to FILE ("-": standard output) as one versioned JSON document (docs/operator-guide.md)."""
+    output = Unicode("-", help='Where to write the backup ("-": standard output).').tag(config=True)
+    aliases = {**_UsageBackupApp.aliases, "output": "ExportUsageApp.output"}
+
+    def start(self) -> None:
+        store = self.usage_store()
+        try:
+            doc = backup.export_backup(store)
+        except sa.exc.SQLAlchemyError as e:
+            sys.exit(f"export failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+        finally:
+            store.close()
+        backup.write_document(doc, self.output, sys.stdout)
+        counts = ", ".join(f"{n}: {len(r)}" for n, r in doc["tables"].items())
+        print(f"exported usage ({counts})", file=sys.stderr)
+
+
+class ImportUsageApp(_UsageBackupApp):
+    """``claudehub-keyproxy import-usage --input FILE [--replace]``."""
+
+    name = "claudehub-keyproxy import-usage"
+    description = """Restore a backup written by `claudehub-keyproxy export-usage` into the
+    key proxy's database, all or nothing. A database already holding usage or audit rows is
+    refused unless --replace (which replaces them whole). Stop the key proxy first: its
+    budgets are read back from the database at start-up."""
+    input = Unicode("-", help='The backup to read ("-": standard input).').tag(config=True)
+    replace = Bool(
+        False, help="Replace the usage a database already holds (else it is refused)."
+    ).tag(config=True)
+    aliases = {**_UsageBackupApp.aliases, "input": "ImportUsageApp.input"}
+    flags = {"replace": ({"ImportUsageApp": {"replace": True}}, "Replace the usage already there.")}
+
+    def start(self) -> None:
+        try:
+            doc = backup.parse_backup(backup.read_document(self.input, sys.stdin))
+        except (OSError, UnicodeDecodeError, backup.BackupError) as e:
+            sys.exit(f"import refused: {e}")
+        store = self.usage_store()
+        try:
+            written = backup.import_backup(store, doc, replace=self.replace)
+        except backup.BackupError as e:
+            sys.exit(f"import refused: {e}")
+        except sa.exc.SQLAlchemyError as e:
+            sys.exit(f"import failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+        finally:
+            store.close()
+        counts = ", ".join(f"{n}: {c}" for n, c in written.items())
+        print(f"imported usage ({counts})", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

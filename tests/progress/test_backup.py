@@ -292,3 +292,10 @@ def test_a_constraint_violation_rolls_back_on_a_fresh_database(tmp_path: Path) -
     finally:
         engine.dispose()
     assert _counts(target) == (0, 0)  # migrated, and empty
+
+
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_help_names_the_services_database_setting(command: str) -> None:
+    done = cli(command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--ProgressService.db_url" in done.stdout

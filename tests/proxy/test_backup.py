@@ -322,3 +322,10 @@ def test_a_column_with_a_default_may_be_left_out(tmp_path: Path) -> None:
         assert [tuple(r) for r in requests] == [("alice", 2), ("bob", 0)]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("command", ["export-usage", "import-usage"])
+def test_help_names_the_key_proxys_database_setting(command: str) -> None:
+    done = cli(command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--KeyProxyApp.db_url" in done.stdout
