@@ -10,6 +10,9 @@ others wait in the queue, and the spawn-pending page tells each learner how many
 A slot is held from the start of the spawn (the course fetch) until the server listens, so
 the hub's ``http_timeout`` only covers a server that is already up; the wait in the queue
 counts against ``start_timeout``, which :func:`start_timeout_for` derives from the class size.
+
+The queue's length and the slots in use are Prometheus gauges on the default registry, which
+JupyterHub serves at ``/hub/metrics`` (``claudehub_start_queue_waiting``, ``_busy``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import asyncio
 import collections
 import contextlib
 import math
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+
+from prometheus_client import Gauge
 
 
 class StartQueue:
@@ -30,6 +36,7 @@ class StartQueue:
         self.slots = slots
         self._busy = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        _QUEUES.add(self)
 
     @property
     def busy(self) -> int:
@@ -85,6 +92,19 @@ class StartQueue:
                 ticket.set_result(None)
                 return
         self._busy -= 1
+
+
+#: Every live queue (one per spawner class in a hub); the gauges add them up.
+_QUEUES: weakref.WeakSet[StartQueue] = weakref.WeakSet()
+
+START_QUEUE_WAITING = Gauge(
+    "claudehub_start_queue_waiting", "Server starts waiting in the start queue for a slot."
+)
+START_QUEUE_WAITING.set_function(lambda: sum(q.waiting for q in list(_QUEUES)))
+START_QUEUE_BUSY = Gauge(
+    "claudehub_start_queue_busy", "Slots of the start queue in use: server starts under way."
+)
+START_QUEUE_BUSY.set_function(lambda: sum(q.busy for q in list(_QUEUES)))
 
 
 def shared_queue(owner: type, slots: int) -> StartQueue:

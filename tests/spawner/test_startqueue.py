@@ -67,3 +67,32 @@ def test_the_messages_and_the_timeout() -> None:
     # 100 learners on 2 cores: about 250 CPU-seconds of starts, with a margin
     assert start_timeout_for(100, 2) == 60 + 375
     assert start_timeout_for(1, 64) >= 60
+
+
+@pytest.mark.asyncio
+async def test_the_queue_is_measured_on_the_hubs_metrics_registry() -> None:
+    """/hub/metrics serves prometheus_client's default registry: the gauges add up every
+    live queue's waiting starts and busy slots."""
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        value = REGISTRY.get_sample_value(name)
+        assert value is not None, name
+        return value
+
+    before = sample("claudehub_start_queue_waiting"), sample("claudehub_start_queue_busy")
+    queue = StartQueue(1)
+    gate = asyncio.Event()
+
+    async def start() -> None:
+        async with queue.slot():
+            await gate.wait()
+
+    tasks = [asyncio.create_task(start()) for _ in range(3)]
+    await eventually(lambda: queue.waiting == 2, what="two starts queued")
+    assert sample("claudehub_start_queue_waiting") == before[0] + 2
+    assert sample("claudehub_start_queue_busy") == before[1] + 1
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert sample("claudehub_start_queue_waiting") == before[0]
+    assert sample("claudehub_start_queue_busy") == before[1]
