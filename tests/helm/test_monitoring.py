@@ -216,9 +216,12 @@ async def _keyproxy_metric_names(tmp_path: Path) -> set[str]:
 
 
 def _hub_metric_names() -> set[str]:
-    """Every series name JupyterHub's metrics module registers (what /hub/metrics serves)."""
+    """Every series name on prometheus_client's default registry once JupyterHub's metrics
+    module and the spawners' start queue are imported (what /hub/metrics serves)."""
     import jupyterhub.metrics  # noqa: F401  (registers its metrics)
     from prometheus_client import REGISTRY
+
+    import claudehub.spawner.startqueue  # noqa: F401  (the start queue's gauges)
 
     names = set()
     for family in REGISTRY.collect():
@@ -254,6 +257,7 @@ def test_dashboard_panels_the_issue_asks_for(monitored: Rendering) -> None:
         "claudehub_keyproxy_refusals_total",
         "claudehub_keyproxy_upstream_errors_total",
         "claudehub_keyproxy_upstream_ttfb_seconds_bucket",
+        "claudehub_start_queue_waiting",
     ):
         assert metric in text, metric
     ids = [p["id"] for p in dashboard["panels"]]
