@@ -14,7 +14,15 @@ import helm_python
 import kubernetes_validate
 import pytest
 
-from tests.helm.charts import KEY_SECRET, NAMESPACE, Rendering, deep_merge, render
+from tests.helm.charts import (
+    CUSTOM_RESOURCES,
+    KEY_SECRET,
+    NAMESPACE,
+    VALUE_SETS,
+    Rendering,
+    deep_merge,
+    render,
+)
 
 ALL_ON = deep_merge(
     KEY_SECRET,
@@ -27,10 +35,6 @@ ALL_ON = deep_merge(
         },
     },
 )
-CRD_KINDS = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-    ("monitoring.coreos.com/v1", "PrometheusRule"),
-}
 
 #: PromQL words that are not metric names: functions, aggregations, their modifiers, keywords.
 PROMQL_WORDS = {
@@ -121,7 +125,7 @@ def test_every_object_is_valid_and_crds_have_their_shape(monitored: Rendering) -
     """Core kinds against Kubernetes' strict schema; the two CRD kinds (no core schema exists)
     checked for the shape the Prometheus Operator reads."""
     for obj in monitored.objects:
-        if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
+        if (obj["apiVersion"], obj["kind"]) in CUSTOM_RESOURCES:
             assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}, obj.keys()
             assert obj["metadata"]["namespace"] == NAMESPACE
             assert obj["metadata"]["labels"]["app.kubernetes.io/component"] == "monitoring"
@@ -286,3 +290,33 @@ def test_a_service_monitor_without_the_scraper_admitted_fails_naming_the_key() -
         render(values)
     # Without NetworkPolicies nothing keeps Prometheus out.
     render(deep_merge(values, {"networkPolicy": {"enabled": False}}))
+
+
+def test_custom_resources_of_every_value_set_have_their_shape(
+    renderings: dict[str, Rendering],
+) -> None:
+    """What test_render.py leaves to this file: every custom resource of ci/*-values.yaml is
+    one the Prometheus Operator knows, shaped as it reads it; the example enables them all."""
+    assert "monitoring" in VALUE_SETS
+    seen = set()
+    for rendering in renderings.values():
+        for obj in rendering.objects:
+            if "monitoring.coreos.com" not in obj["apiVersion"]:
+                continue
+            assert (obj["apiVersion"], obj["kind"]) in CUSTOM_RESOURCES, obj["kind"]
+            assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
+            assert set(obj["metadata"]) == {"name", "namespace", "labels"}
+            seen.add((rendering.name, obj["kind"]))
+            if obj["kind"] == "ServiceMonitor":
+                spec = obj["spec"]
+                assert set(spec) == {"namespaceSelector", "selector", "endpoints"}
+                for endpoint in spec["endpoints"]:
+                    assert set(endpoint) == {"port", "path", "interval", "authorization"}
+                    assert endpoint["authorization"]["type"] == "Bearer"
+                    assert set(endpoint["authorization"]["credentials"]) == {"name", "key"}
+            else:
+                for group in obj["spec"]["groups"]:
+                    assert set(group) == {"name", "rules"}
+                    for rule in group["rules"]:
+                        assert {"alert", "expr", "labels", "annotations"} <= set(rule)
+    assert seen == {("monitoring", "ServiceMonitor"), ("monitoring", "PrometheusRule")}
