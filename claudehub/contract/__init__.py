@@ -16,6 +16,7 @@ service (``claudehub.progress``). They meet only through what this package write
   the key proxy) and the one way to load the secret both sign it with;
 - :mod:`claudehub.contract.forkserver`: local mode's requests from the spawner to the fork
   server that forks the single-user servers;
+- :mod:`claudehub.contract.backup`: the backup document both services export and restore;
 - :mod:`claudehub.contract.course_client`: the course service's HTTP API as its callers
   use it (the spawners, the course-fetch init container, the extension's panels).
 

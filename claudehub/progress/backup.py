@@ -16,28 +16,30 @@ are never merged one by one).
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Boolean, DateTime, Engine, Float, Integer, String, Table, delete, exc, func
-from sqlalchemy import select as sa_select
+from sqlalchemy import Engine, Table, exc
 from traitlets import Bool, Unicode
 from traitlets.config import Application
+
+from claudehub.contract.backup import (
+    BackupError,
+    BackupFormat,
+    export_rows,
+    read_document,
+    write_document,
+)
 
 from .app import ProgressService
 from .store import Base, _migrations_dir, make_engine, migrate
 
-FORMAT = "claudehub-progress-backup"
-FORMAT_VERSION = 1
-
-
-class BackupError(Exception):
-    """A backup that cannot be read or restored; the message is one line naming why."""
+#: The course service's backups (claudehub.contract.backup writes and restores them).
+BACKUP = BackupFormat("claudehub-progress-backup", 1, what="progress", reader="service")
+FORMAT = BACKUP.name
+FORMAT_VERSION = BACKUP.version
 
 
 def _tables() -> list[Table]:
@@ -52,49 +54,17 @@ def _revisions() -> ScriptDirectory:
     return ScriptDirectory.from_config(cfg)
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:  # SQLite hands back naive datetimes; all stored are UTC
-            value = value.replace(tzinfo=UTC)
-        return value.isoformat()
-    return value
-
-
 def export_backup(engine: Engine) -> dict[str, Any]:
     """Every progress row of the database behind ``engine``, as a backup document."""
-    tables: dict[str, list[dict[str, Any]]] = {}
     with engine.connect() as conn:
         revision = MigrationContext.configure(conn).get_current_revision()
-        for table in _tables():
-            cols = [c for c in table.columns if not c.primary_key]
-            pk = list(table.primary_key.columns)
-            rows = conn.execute(sa_select(*cols).order_by(*pk))
-            tables[table.name] = [
-                {c.name: _json_value(v) for c, v in zip(cols, row, strict=True)} for row in rows
-            ]
-    return {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "revision": revision,
-        "exported_at": datetime.now(UTC).isoformat(),
-        "tables": tables,
-    }
+        tables = export_rows(conn, _tables())
+    return BACKUP.document(tables, revision=revision)
 
 
 def parse_backup(text: str) -> dict[str, Any]:
     """The backup document in ``text``, its kind, version and revision checked."""
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise BackupError(f"not a progress backup: not JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise BackupError(f"not a progress backup (format is not {FORMAT!r})")
-    version = doc.get("version")
-    if version != FORMAT_VERSION:
-        raise BackupError(
-            f"backup format version {version!r} is not supported (this service reads "
-            f"{FORMAT_VERSION})"
-        )
+    doc = BACKUP.parse(text)
     revision = doc.get("revision")
     scripts = _revisions()
     known = {r.revision for r in scripts.walk_revisions()}
@@ -103,49 +73,7 @@ def parse_backup(text: str) -> dict[str, Any]:
             f"backup schema revision {revision!r} is unknown here (newer than this service's "
             f"{scripts.get_current_head()!r}?): restore it with the version that wrote it"
         )
-    if not isinstance(doc.get("tables"), dict):
-        raise BackupError("progress backup has no 'tables' object")
     return doc
-
-
-def _coerce(table: Table, index: int, row: Any) -> dict[str, Any]:
-    where = f"{table.name} row {index}"
-    if not isinstance(row, dict):
-        raise BackupError(f"{where}: not an object")
-    columns = {c.name: c for c in table.columns if not c.primary_key}
-    unknown = set(row) - set(columns)
-    if unknown:
-        raise BackupError(f"{where}: unknown column {sorted(unknown)[0]!r}")
-    values: dict[str, Any] = {}
-    for name, col in columns.items():
-        value = row.get(name)
-        if value is None:
-            if not col.nullable:
-                raise BackupError(f"{where}: {name} is missing")
-            values[name] = None
-            continue
-        kind = col.type
-        ok: bool
-        if isinstance(kind, DateTime):
-            try:
-                value = datetime.fromisoformat(value) if isinstance(value, str) else None
-            except ValueError:
-                value = None
-            ok = value is not None
-        elif isinstance(kind, Boolean):
-            ok = isinstance(value, bool)
-        elif isinstance(kind, Integer):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(kind, Float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-        elif isinstance(kind, String):
-            ok = isinstance(value, str) and (kind.length is None or len(value) <= kind.length)
-        else:  # pragma: no cover - a column type this module does not know yet
-            ok = False
-        if not ok:
-            raise BackupError(f"{where}: bad value for {name}")
-        values[name] = value
-    return values
 
 
 def import_backup(engine: Engine, doc: dict[str, Any], *, replace: bool = False) -> dict[str, int]:
@@ -153,59 +81,7 @@ def import_backup(engine: Engine, doc: dict[str, Any], *, replace: bool = False)
     all or nothing; the rows written per table."""
     migrate(engine)
     tables = _tables()
-    unknown = set(doc["tables"]) - {t.name for t in tables}
-    if unknown:
-        raise BackupError(f"progress backup has an unknown table {sorted(unknown)[0]!r}")
-    rows = {
-        t.name: [_coerce(t, i, r) for i, r in enumerate(_list(doc["tables"].get(t.name, []), t))]
-        for t in tables
-    }
-    written: dict[str, int] = {}
-    try:
-        with engine.begin() as conn:
-            for table in tables:
-                count = conn.execute(sa_select(func.count()).select_from(table)).scalar_one()
-                if count and not replace:
-                    raise BackupError(
-                        f"the database already holds progress ({table.name}: {count} rows): "
-                        "restore into an empty one, or pass --replace to replace it"
-                    )
-            for table in reversed(tables):
-                conn.execute(delete(table))
-            for table in tables:
-                if rows[table.name]:
-                    conn.execute(table.insert(), rows[table.name])
-                written[table.name] = len(rows[table.name])
-    except exc.IntegrityError as e:
-        reason = str(e.orig).splitlines()[0] if e.orig is not None else "constraint violated"
-        raise BackupError(f"progress backup violates a constraint: {reason}") from None
-    return written
-
-
-def _list(value: Any, table: Table) -> list[Any]:
-    if not isinstance(value, list):
-        raise BackupError(f"progress backup's {table.name} is not a list")
-    return value
-
-
-def write_document(doc: dict[str, Any], output: str, stdout: TextIO) -> None:
-    """Write ``doc`` to the file ``output`` ("-": ``stdout``); a file appears whole or not."""
-    text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
-    if output == "-":
-        stdout.write(text)
-        stdout.flush()
-        return
-    path = Path(output)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def read_document(source: str, stdin: TextIO) -> str:
-    """The text of the file ``source`` ("-": ``stdin``)."""
-    if source == "-":
-        return stdin.read()
-    return Path(source).read_text(encoding="utf-8")
+    return BACKUP.load(engine, tables, BACKUP.rows(doc, tables), replace=replace)
 
 
 class _BackupApp(Application):
