@@ -14,8 +14,6 @@ import csv
 import io
 import json
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,7 +31,16 @@ from tests.fakes.upstream import FakeAnthropic
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PATIENCE, free_port
 
 from .test_class_page import HUB_CONFIG, PREFIX, _post, _running, _start_server
-from .test_hub_auth import ADMIN_TOKEN, SERVICE_TOKEN, RealHub, _login, _spawn_hub, _start_service
+from .test_hub_auth import (
+    ADMIN_TOKEN,
+    SERVICE_TOKEN,
+    RealHub,
+    _await_hub,
+    _login,
+    _spawn_hub,
+    _start_service,
+    _stop_hub,
+)
 
 pytestmark = [pytest.mark.slow]
 
@@ -118,27 +125,10 @@ async def audit_hub(
     proc, log = _spawn_hub(hubdir, env)
     kp_url = f"http://127.0.0.1:{kp_port}"
     try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError((hubdir / "hub.log").read_text()[-3000:])
-            try:
-                await AsyncHTTPClient().fetch(hub.hub_api + "/", request_timeout=2)
-                await AsyncHTTPClient().fetch(kp_url + "/ready", request_timeout=2)
-                break
-            except (HTTPClientError, OSError):
-                await asyncio.sleep(0.2)
-        else:
-            raise AssertionError("hub did not start: " + (hubdir / "hub.log").read_text()[-3000:])
+        await _await_hub(proc, hubdir, hub.hub_api + "/", kp_url + "/ready")
         yield AuditHub(hub, app, kp_url, key_file, db, hubdir, fake_upstream)
     finally:
-        await app.stop_async()
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        await _stop_hub(app, proc, log)
 
 
 async def _fetch(

@@ -13,8 +13,6 @@ import csv
 import io
 import json
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -32,9 +30,11 @@ from .test_hub_auth import (
     ADMIN_TOKEN,
     SERVICE_TOKEN,
     RealHub,
+    _await_hub,
     _login,
     _spawn_hub,
     _start_service,
+    _stop_hub,
 )
 
 pytestmark = [pytest.mark.slow]
@@ -109,26 +109,10 @@ async def class_hub(
     app = await _start_service(tmp_path, monkeypatch, hub, ports["service_port"])
     proc, log = _spawn_hub(hubdir, env)
     try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError((hubdir / "hub.log").read_text()[-3000:])
-            try:
-                await AsyncHTTPClient().fetch(hub.hub_api + "/", request_timeout=2)
-                break
-            except (HTTPClientError, OSError):
-                await asyncio.sleep(0.2)
-        else:
-            raise AssertionError("hub did not start: " + (hubdir / "hub.log").read_text()[-3000:])
+        await _await_hub(proc, hubdir, hub.hub_api + "/")
         yield hub, app
     finally:
-        await app.stop_async()
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        await _stop_hub(app, proc, log)
 
 
 async def _get(url: str, token: str) -> tuple[int, str]:

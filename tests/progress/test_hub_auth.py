@@ -128,6 +128,32 @@ def _spawn_hub(hubdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[byte
     return proc, log
 
 
+async def _await_hub(proc: subprocess.Popen[bytes], hubdir: Path, *urls: str) -> None:
+    """Until every one of ``urls`` answers (the hub's API first); fail with the hub's log."""
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise AssertionError((hubdir / "hub.log").read_text()[-3000:])
+        try:
+            for url in urls:
+                await AsyncHTTPClient().fetch(url, request_timeout=2)
+            return
+        except (HTTPClientError, OSError):
+            await asyncio.sleep(0.2)
+    raise AssertionError("hub did not start: " + (hubdir / "hub.log").read_text()[-3000:])
+
+
+async def _stop_hub(app: ProgressService, proc: subprocess.Popen[bytes], log: Any) -> None:
+    """Stop the course service, then the hub and everything in its session."""
+    await app.stop_async()
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+
+
 @pytest_asyncio.fixture
 async def real_hub(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -153,26 +179,10 @@ async def real_hub(
     app = await _start_service(tmp_path, monkeypatch, hub, ports["service_port"])
     proc, log = _spawn_hub(hubdir, env)
     try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError((hubdir / "hub.log").read_text()[-3000:])
-            try:
-                await AsyncHTTPClient().fetch(hub.hub_api + "/", request_timeout=2)
-                break
-            except (HTTPClientError, OSError):
-                await asyncio.sleep(0.2)
-        else:
-            raise AssertionError("hub did not start: " + (hubdir / "hub.log").read_text()[-3000:])
+        await _await_hub(proc, hubdir, hub.hub_api + "/")
         yield hub, app
     finally:
-        await app.stop_async()
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        await _stop_hub(app, proc, log)
 
 
 @pytest.mark.asyncio
