@@ -160,18 +160,21 @@ current-context: emulator
 """
 
 
-@pytest.mark.asyncio
-async def test_main_exits_1_with_one_line_naming_the_nodes(
-    api: Api,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """The command line the hook runs: outside a pod it falls back to the kubeconfig."""
+@pytest.fixture
+def outside_a_pod(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No service account here: the awaiter falls back to a kubeconfig naming the emulator."""
     path = tmp_path / "kubeconfig"
     path.write_text(KUBECONFIG.format(url=api.url))
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("outside_a_pod")
+async def test_main_exits_1_with_one_line_naming_the_nodes(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command line the hook runs: outside a pod it falls back to the kubeconfig."""
     await api.daemonset(_counts(desired=2, ready=1, updated=2))
     await api.pod("p-a", "node-a", ready=True, labels=LABELS)
     await api.pod("p-b", "node-b", ready=False, labels=LABELS)
@@ -188,16 +191,10 @@ async def test_main_exits_1_with_one_line_naming_the_nodes(
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("outside_a_pod")
 async def test_main_names_a_missing_daemonset_in_one_line(
-    api: Api,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    api: Api, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "kubeconfig"
-    path.write_text(KUBECONFIG.format(url=api.url))
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     args = prepull.argparse.Namespace(namespace=NS, daemonset=NAME, timeout=5)
     assert await prepull._main(args) == 1
     err = capsys.readouterr().err
