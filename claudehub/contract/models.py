@@ -132,9 +132,6 @@ class Allowlist:
         self._exact = frozenset(e for e in self.entries if not is_pattern(e))
         self._patterns = tuple(e for e in self.entries if is_pattern(e))
 
-    def __bool__(self) -> bool:
-        return bool(self.entries)
-
     def allows(self, model: str) -> bool:
         """Whether the model id ``model`` may be used (an empty list allows every model).
 
