@@ -230,12 +230,18 @@ async def test_users_reach_only_their_own_progress_through_real_hub_auth(
 
 
 async def _login(browser: Any, hub: RealHub, user: str) -> Any:
+    """Log ``user`` in through the real login form; the page is left on /hub/home.
+
+    Without ``next`` the hub sends a new login to /hub/spawn, which starts the server and
+    leaves a spawn-pending page whose script navigates by itself when the server is ready:
+    a caller's own ``goto`` would then be interrupted by it.
+    """
     page = await browser.new_page()
-    await page.goto(hub.public + "/hub/login")
+    await page.goto(hub.public + "/hub/login?next=%2Fhub%2Fhome")
     await page.fill("#username_input", user)
     await page.fill("#password_input", "any")
     await page.click("#login_submit")
-    await page.wait_for_url("**/hub/**")
+    await page.wait_for_url("**/hub/home")
     return page
 
 
