@@ -319,10 +319,113 @@ class Cluster:
             self.runner.wait_ready(running, timeout)
         return running
 
+    def apply(self, rendering: Rendering, operator_secrets: Mapping[str, dict[str, str]]) -> None:
+        """What `helm upgrade` changes before any pod rolls: the new rendering's ConfigMaps,
+        Secrets, Service names and NetworkPolicies. A Secret that exists keeps the values it
+        has (the chart reads the live Secret with `lookup`, so generated secrets survive an
+        upgrade); keys new in this rendering are added."""
+        fresh = decoded_objects(rendering, operator_secrets)
+        for name, live in self.runner.objects.secrets.items():
+            if name in fresh.secrets:
+                fresh.secrets[name] = {**fresh.secrets[name], **live}
+        self.runner.objects = fresh
+        self.runner.aliases = service_aliases(rendering)
+        self.rendering = rendering
+        self.policies = rendering.find("NetworkPolicy")
+
+    def roll(self, deployment: str, timeout: float = 120) -> RunningPod:
+        """Replace a Deployment's pod by one of the current rendering, as its strategy
+        Recreate does: the old pod is gone before the new one starts. Sandbox pods' policies
+        follow the new pod's address as soon as it has one (a CNI re-evaluates selectors)."""
+        old = self.started.pop(deployment)
+        self.runner.delete(old)
+        template = self.rendering.one("Deployment", deployment)["spec"]["template"]
+        manifest = {
+            "metadata": {
+                "name": deployment,
+                "namespace": NAMESPACE,
+                "labels": dict(template["metadata"].get("labels") or {}),
+            },
+            "spec": template["spec"],
+        }
+        running = self.runner.start(manifest)
+        assert running.phase == "Running", running.status()
+        self.started[deployment] = running
+        self.refresh_policies()
+        if "readinessProbe" in template["spec"]["containers"][0]:
+            self.runner.wait_ready(running, timeout)
+        return running
+
+    def refresh_policies(self) -> None:
+        """Load every sandbox pod's rules again, from the current policies and pod addresses."""
+        for running in list(self.node.pods.values()):
+            if running.infra and running.phase == "Running":
+                self._enforce(running)
+
     def stop(self) -> None:
         self.api.stop()
         for running in list(self.node.pods.values()) + list(self.started.values()):
             self.runner.delete(running)
+
+
+class ServicePort:
+    """A Service's stable address in front of a pod whose address changes when it is
+    replaced (what kube-proxy gives a NodePort): a TCP forwarder on the host's loopback to
+    whatever ``target()`` names at each new connection, in a thread of its own."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target  # () -> (host, port)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._server: asyncio.Server | None = None
+
+    def start(self) -> ServicePort:
+        self._thread.start()
+        if not self._ready.wait(PATIENCE):
+            raise RuntimeError("the service port did not start")
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main() -> None:
+            self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+            self._ready.set()
+
+        self._loop.run_until_complete(main())
+        self._loop.run_forever()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = self.target()
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
+        except OSError:
+            writer.close()  # nothing behind the Service: the connection is refused
+            return
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+
+    def stop(self) -> None:
+        def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(close)
+        self._thread.join(30)
 
 
 def wait(predicate: Any, timeout: float, what: str) -> None:
