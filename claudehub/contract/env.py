@@ -44,6 +44,12 @@ PROGRESS_URL = "CLAUDEHUB_PROGRESS_URL"
 COURSE_ID = "CLAUDEHUB_COURSE_ID"
 #: Where the course's files are unpacked, read-only for the sandbox.
 COURSE_DIR = "CLAUDEHUB_COURSE_DIR"
+#: An author session's draft (docs/authoring.md): its id at the course service, set by the
+#: spawner instead of ``CLAUDEHUB_COURSE_ID`` when an instructor starts a server on a draft.
+DRAFT_ID = "CLAUDEHUB_DRAFT_ID"
+#: Where an author session's draft is, the one folder its Claude may write (an emptyDir in
+#: the pod, a per-user folder in local mode); filled from the course service at start.
+DRAFT_DIR = "CLAUDEHUB_DRAFT_DIR"
 
 #: The Claude Code CLI the launcher execs (a path or a name on ``PATH``); the sandbox image
 #: sets it (images/sandbox/Dockerfile), the launcher reads it (``Launcher.claude_bin``).
@@ -57,6 +63,8 @@ SANDBOX_ENV = (
     PROGRESS_URL,
     COURSE_ID,
     COURSE_DIR,
+    DRAFT_ID,
+    DRAFT_DIR,
 )
 
 # -- the token secret: shared by the hub (it mints) and the key proxy (it verifies) ---------

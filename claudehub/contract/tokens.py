@@ -7,6 +7,10 @@ network round trip). Format::
 
     chs1.<base64url(JSON claims)>.<base64url(HMAC-SHA256(secret, "chs1.<claims part>"))>
 
+Claims: ``sub`` (the user), ``srv`` (the server), ``iat``, optional ``exp`` and optional
+``knd``, the session's kind: absent for a learner's session, ``"author"`` (:data:`AUTHOR`) for
+an instructor's author session, whose usage the key proxy meters and limits separately.
+
 The token is a bearer credential: never log it. :class:`InvalidToken` messages never contain it.
 The secret reaches both sides the same way: a value (``CLAUDEHUB_TOKEN_SECRET``) or a file
 (``CLAUDEHUB_TOKEN_SECRET_FILE``, a mounted Secret, which wins), read by
@@ -26,6 +30,11 @@ from pathlib import Path
 
 PREFIX = "chs1"
 _MAX_TOKEN_LENGTH = 4096
+
+#: The ``knd`` claim of an author session's token (docs/authoring.md).
+AUTHOR = "author"
+#: The session kinds a token may name; ``None`` (no claim) is a learner's session.
+KINDS = frozenset({AUTHOR})
 
 
 class InvalidToken(Exception):
@@ -47,6 +56,8 @@ class TokenClaims:
     server: str
     issued_at: float
     expires_at: float | None
+    #: the session's kind: ``None`` for a learner's, ``"author"`` for an author session's
+    kind: str | None = None
 
 
 def read_secret_file(path: str) -> str:
@@ -84,12 +95,16 @@ def mint_token(
     server: str = "",
     ttl: float | None = None,
     now: float | None = None,
+    kind: str | None = None,
 ) -> str:
     """Mint a sandbox token for ``user``'s ``server`` ("" is the default server).
 
     ``ttl`` seconds from now the token expires; ``None`` means it lives as long as the user's
-    server (the key proxy rejects it once the hub reports the server stopped).
+    server (the key proxy rejects it once the hub reports the server stopped). ``kind`` is
+    the session's kind (:data:`KINDS`; ``None``, a learner's, writes no ``knd`` claim).
     """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown session kind {kind!r}; known: {', '.join(sorted(KINDS))}")
     if not secret:
         raise ValueError("a non-empty token secret is required")
     if not user:
@@ -98,6 +113,8 @@ def mint_token(
     claims: dict[str, object] = {"sub": user, "srv": server, "iat": round(issued, 3)}
     if ttl is not None:
         claims["exp"] = round(issued + float(ttl), 3)
+    if kind is not None:
+        claims["knd"] = kind
     body = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
     signed_part = f"{PREFIX}.{body}"
     return f"{signed_part}.{_sign(secret, signed_part)}"
@@ -126,12 +143,14 @@ def verify_token(secret: bytes, token: str, now: float | None = None) -> TokenCl
     if not isinstance(raw, dict):
         raise InvalidToken("malformed sandbox token claims")
     user, server, iat, exp = raw.get("sub"), raw.get("srv", ""), raw.get("iat"), raw.get("exp")
+    kind = raw.get("knd")
     if (
         not isinstance(user, str)
         or not user
         or not isinstance(server, str)
         or not isinstance(iat, int | float)
         or not (exp is None or isinstance(exp, int | float))
+        or not (kind is None or kind in KINDS)
     ):
         raise InvalidToken("malformed sandbox token claims")
     current = time.time() if now is None else now
@@ -142,4 +161,5 @@ def verify_token(secret: bytes, token: str, now: float | None = None) -> TokenCl
         server=server,
         issued_at=float(iat),
         expires_at=None if exp is None else float(exp),
+        kind=kind,
     )

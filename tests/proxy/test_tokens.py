@@ -86,3 +86,27 @@ def test_empty_secret_or_user_cannot_mint() -> None:
         mint_token(SECRET, "")
     with pytest.raises(InvalidToken):
         verify_token(b"", mint_token(SECRET, "alice"))
+
+
+def test_an_author_sessions_token_names_its_kind_and_a_learners_none() -> None:
+    author = mint_token(SECRET, "ines", kind="author", now=0.0)
+    assert verify_token(SECRET, author, now=1.0).kind == "author"
+    learner = mint_token(SECRET, "lea", now=0.0)
+    assert verify_token(SECRET, learner, now=1.0).kind is None
+    claims = json.loads(base64.urlsafe_b64decode(learner.split(".")[1] + "=="))
+    assert "knd" not in claims  # a learner's token is what it was before kinds existed
+    with pytest.raises(ValueError, match="unknown session kind 'admin'"):
+        mint_token(SECRET, "x", kind="admin")
+
+
+def test_a_token_signed_with_an_unknown_kind_is_refused() -> None:
+    import hashlib
+    import hmac
+
+    body = base64.urlsafe_b64encode(
+        json.dumps({"sub": "x", "srv": "", "iat": 0, "knd": "root"}).encode()
+    ).rstrip(b"=")
+    signed = b"chs1." + body
+    sig = base64.urlsafe_b64encode(hmac.new(SECRET, signed, hashlib.sha256).digest()).rstrip(b"=")
+    with pytest.raises(InvalidToken, match="malformed sandbox token claims"):
+        verify_token(SECRET, (signed + b"." + sig).decode(), now=1.0)
