@@ -287,6 +287,23 @@ class KeyProxyApp(TokenSecretMixin, Application):
                 raise TraitError(str(e)) from None
         return out
 
+    author_limits = Dict(
+        help="""Limits of instructors' author sessions (docs/authoring.md), ``{daily_token_budget,
+        rate_limit_per_minute, rate_limit_burst, allowed_models}`` (each field optional, as in
+        a class's limits); a field left out is the key proxy's default. An author session's
+        token says so (its ``knd`` claim); its usage is recorded as ``<user>/author``, with a
+        budget and a rate of its own, apart from the same user's learning, and no class's
+        limits apply to it. ``user_limits["<user>/author"]`` overrides them for one author.
+        The chart's keyproxy.limits.authors.""",
+    ).tag(config=True)
+
+    @validate("author_limits")
+    def _check_author_limits(self, proposal: Any) -> dict[str, Any]:
+        try:
+            return parse_limits(proposal["value"], "KeyProxyApp.author_limits")
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
     cache_read_budget_weight = Float(
         0.1, help="Weight of cache-read input tokens against the budget (they cost a tenth)."
     ).tag(config=True)
@@ -439,6 +456,7 @@ class KeyProxyApp(TokenSecretMixin, Application):
         "daily_token_budget": "daily_token_budget",
         "budget_overrides": "budget_overrides",
         "user_limits": "user_limits",
+        "author_limits": "author_limits",
         "allowed_models": "allowed_models",
         "max_tokens_cap": "max_tokens_cap",
         "max_tokens_policy": "max_tokens_policy",

@@ -24,12 +24,12 @@ import httptools
 from claudehub.proxy.auth import TokenAuthenticator
 from claudehub.proxy.errors import Refusal, error_response
 from claudehub.proxy.exchange import Exchange
-from claudehub.proxy.limits import Limits
+from claudehub.proxy.limits import Limits, metered_user
 from claudehub.proxy.metrics import Metrics
 from claudehub.proxy.request import ALLOWED_QUERIES, FORWARDED_PATHS, LocalHandler, Request
 from claudehub.proxy.settings import ProxySettings
 from claudehub.proxy.upstream import UpstreamPool
-from claudehub.proxy.usage import UsageRecorder
+from claudehub.proxy.usage import UsageRecorder, reservation_tokens
 
 log = logging.getLogger("claudehub.proxy")
 
@@ -302,9 +302,9 @@ class ClientConnection(asyncio.Protocol):
         else:
             try:
                 claims = srv.authenticator.check(self.token)
-                req.user = claims.user
+                req.user = metered_user(claims.user, claims.kind)
                 req.server = claims.server
-                srv.limits.admit(claims.user)
+                srv.limits.admit(req.user)
             except Refusal as refusal:
                 req.refusal = refusal
                 if refusal.reason in RECHECK_REASONS and srv.refresh_servers is not None:
@@ -402,9 +402,9 @@ class ClientConnection(asyncio.Protocol):
         token, req.token = req.token, ""
         try:
             claims = srv.authenticator.check(token)
-            req.user = claims.user
+            req.user = metered_user(claims.user, claims.kind)
             req.server = claims.server
-            srv.limits.admit(claims.user)
+            srv.limits.admit(req.user)
         except Refusal as refusal:
             req.body = []
             self.respond_refusal(refusal, req=req)
@@ -438,7 +438,11 @@ class ClientConnection(asyncio.Protocol):
             spawn=srv.spawn,
         )
         self.exchange = ex
-        ex.start()
+        if req.route == "/v1/messages" and srv.usage.store is not None:
+            body = req.body[0] if len(req.body) == 1 else b"".join(req.body)
+            srv.spawn(ex.reserve_and_start(reservation_tokens(body)))
+        else:
+            ex.start()
 
     async def _await_local(self, req: Request, result: Awaitable[bytes]) -> None:
         try:

@@ -15,8 +15,25 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from claudehub.contract.models import MODEL_ID_RULE, is_model_id, shown
+from claudehub.contract.tokens import AUTHOR
 from claudehub.proxy.errors import Refusal
-from claudehub.proxy.rules import Rule, resolve
+from claudehub.proxy.rules import Rule, apply, resolve
+
+#: How an author session's usage is named: ``<user>/author``. JupyterHub refuses a ``/`` in a
+#: user name, so this never is a learner's name; the usage and daily-total rows, the budget
+#: and the rate bucket of a user's author sessions are apart from their learning's.
+AUTHOR_SUFFIX = "/" + AUTHOR
+
+
+def metered_user(user: str, kind: str | None) -> str:
+    """Whose usage and limits a request counts against: ``user`` for a learner's session,
+    ``<user>/author`` for an author session's (its token's ``knd`` claim)."""
+    return user + AUTHOR_SUFFIX if kind == AUTHOR else user
+
+
+def is_author(subject: str) -> bool:
+    """Whether ``subject`` (a :func:`metered_user` name) is an author session's."""
+    return subject.endswith(AUTHOR_SUFFIX)
 
 
 def utc_day(ts: float) -> int:
@@ -55,6 +72,7 @@ class Limits:
         daily_token_budget: int = 0,
         budget_overrides: dict[str, int] | None = None,
         user_limits: Mapping[str, Mapping[str, Any]] | None = None,
+        author_limits: Mapping[str, Any] | None = None,
         allowed_models: Sequence[str] = (),
         max_tokens_cap: int = 0,
         max_tokens_policy: str = "clamp",
@@ -77,7 +95,10 @@ class Limits:
         self.overrides: dict[str, dict[str, Any]] = overrides
         # class -> (members, limits), as the hub last reported them
         self._classes: dict[str, tuple[list[str], dict[str, Any]]] = {}
-        self._rules: dict[str, Rule] = resolve(self.default, {}, self.overrides)
+        #: What every author session gets (``author_limits`` over the defaults; classes do
+        #: not apply: they limit learning). ``user_limits["<user>/author"]`` overrides it.
+        self.author_rule = apply(self.default, dict(author_limits or {}))
+        self._rules: dict[str, Rule] = self._resolve({})
         self.max_tokens_policy = max_tokens_policy
         self.cache_read_weight = cache_read_weight
         self.monotonic = monotonic
@@ -93,8 +114,12 @@ class Limits:
 
     # -- whose limits are which ------------------------------------------------------------
     def rule_for(self, user: str) -> Rule:
-        """The limits ``user`` gets now (override, else their classes, else the default)."""
-        return self._rules.get(user, self.default)
+        """The limits ``user`` gets now (override, else their classes, else the default); an
+        author session's (``<user>/author``): its override, else the author limits."""
+        rule = self._rules.get(user)
+        if rule is not None:
+            return rule
+        return self.author_rule if is_author(user) else self.default
 
     def set_classes(self, classes: Mapping[str, tuple[Iterable[str], Mapping[str, Any]]]) -> bool:
         """Replace the classes' members and limits (from the hub); True when that changed."""
@@ -102,8 +127,18 @@ class Limits:
         if new == self._classes:
             return False
         self._classes = new
-        self._rules = resolve(self.default, new, self.overrides)
+        self._rules = self._resolve(new)
         return True
+
+    def _resolve(
+        self, classes: Mapping[str, tuple[Iterable[str], Mapping[str, Any]]]
+    ) -> dict[str, Rule]:
+        learners = {u: spec for u, spec in self.overrides.items() if not is_author(u)}
+        rules = resolve(self.default, classes, learners)
+        for user, spec in self.overrides.items():
+            if is_author(user):
+                rules[user] = apply(self.author_rule, spec)
+        return rules
 
     @property
     def classes(self) -> dict[str, tuple[list[str], dict[str, Any]]]:
