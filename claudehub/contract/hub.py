@@ -76,11 +76,13 @@ def service_roles(*, culler: bool = False) -> list[dict[str, Any]]:
             # Resolves who is asking (a user's or a server's token) and whether they are admin.
             "name": "claudehub-progress",
             # The class page (see claudehub.hub.classes) also reads a class's members and
-            # whose session runs.
+            # whose session runs; course authoring reads a user's roles (who instructs which
+            # class: docs/authoring.md) and groups (who sees a published course).
             "scopes": [
                 "list:users",
                 "read:users:name",
                 "read:users",
+                "read:roles:users",
                 "read:servers",
                 "list:groups",
                 "read:groups",

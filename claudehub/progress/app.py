@@ -43,6 +43,12 @@ from claudehub.contract.hub import PROGRESS_SERVICE
 
 from .admin_page import admin_page_handlers
 from .assets import DEFAULT_MAX_ASSET_BYTES
+from .authoring.access import HubPeople
+from .authoring.config import Authoring
+from .authoring.drafts import DraftStore
+from .authoring.handlers import AuthoringRuntime, authoring_handlers
+from .authoring.publish import Publisher
+from .authoring.repository import CourseRepository
 from .catalogue import Catalogue, load_catalogue
 from .class_page import class_page_handlers
 from .classes import HubDirectory, UsageSource
@@ -72,6 +78,7 @@ class ProgressService(Application):
 
     name = "claudehub-progress"
     description = "claudehub course + progress service (a JupyterHub service)"
+    classes = [Authoring]
 
     aliases = {
         "config": "ProgressService.config_file",
@@ -238,8 +245,15 @@ class ProgressService(Application):
         # the admin page in a browser: hub OAuth login, cookie (GET-only pages)
         return HubOAuth(parent=self)
 
+    authoring = Instance(Authoring, help="Course authoring's settings (c.Authoring.*).")
+
+    @default("authoring")
+    def _default_authoring(self) -> Authoring:
+        return Authoring(parent=self)
+
     state = Instance(ServiceState, allow_none=True)
     http_server = Instance(HTTPServer, allow_none=True)
+    authoring_runtime = Instance(AuthoringRuntime, allow_none=True)
 
     @default("log_level")
     def _default_log_level(self) -> int:
@@ -276,6 +290,8 @@ class ProgressService(Application):
             max_age=0 if force else self.cache_max_age,
             force=force,
         )
+        if self.authoring_runtime is not None:
+            await self.authoring_runtime.publisher.add_to(cat)
         for err in cat.errors:
             self.log.error(
                 "Course error: %s (%s): %s: %s", err.course_id, err.source, err.file, err.reason
@@ -291,7 +307,9 @@ class ProgressService(Application):
                 *service_handlers(self.service_prefix),
                 *admin_page_handlers(self.service_prefix),
                 *class_page_handlers(self.service_prefix),
+                *(authoring_handlers(self.service_prefix) if self.authoring_runtime else []),
             ],
+            claudehub_authoring=self.authoring_runtime,
             claudehub_state=self.state,
             claudehub_prefix=self.service_prefix,
             hub_oauth=self.hub_oauth,
@@ -320,9 +338,11 @@ class ProgressService(Application):
         level("%d %s %s %.1fms", status, handler.request.method, path, ms)
 
     async def start_async(self) -> None:
-        """Load courses, open the store (migrating it) and serve."""
-        catalogue = await self.load_courses()
+        """Open the store (migrating it), load courses (published ones too) and serve."""
         store = await Store.open(self.db_url)
+        if self.authoring.enabled:
+            self.authoring_runtime = await self._start_authoring(store)
+        catalogue = await self.load_courses()
         self.state = ServiceState(
             store=store,
             catalogue=catalogue,
@@ -345,6 +365,28 @@ class ProgressService(Application):
             len(catalogue.errors),
         )
 
+    async def _start_authoring(self, store: Store) -> AuthoringRuntime:
+        cfg = self.authoring
+        repo = CourseRepository(
+            Path(cfg.repository),
+            branch=cfg.branch,
+            author=cfg.commit_author,
+            published_dir=Path(cfg.published_dir),
+            remote_url=cfg.remote_url,
+            deploy_key_file=cfg.deploy_key_file,
+            known_hosts_file=cfg.known_hosts_file,
+        )
+        publisher = Publisher(repo, store)
+        await publisher.load()
+        return AuthoringRuntime(
+            settings=cfg,
+            drafts=DraftStore(Path(cfg.drafts_dir)),
+            publisher=publisher,
+            people=HubPeople(
+                api_url=str(self.hub_auth.api_url), token=str(self.hub_auth.api_token or "")
+            ),
+        )
+
     async def refresh_loop(self) -> None:
         while self.refresh_interval > 0:
             await asyncio.sleep(self.refresh_interval)
@@ -362,6 +404,7 @@ class ProgressService(Application):
         if self.state is not None:
             state, self.state = self.state, None
             await state.store.close()
+        self.authoring_runtime = None
 
     async def _run(self) -> None:
         await self.start_async()

@@ -12,6 +12,7 @@ import email.utils
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from jupyterhub.services.auth import HubAuthenticated, HubOAuthenticated, UserNotAllowed
@@ -145,6 +146,22 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):  # type: ignore[misc, u
         if not self.is_admin:
             raise web.HTTPError(403, "admins only")
 
+    async def visible_courses(self) -> Callable[[str], bool]:
+        """Which course ids the caller sees: every catalogue course, and the published
+        (authored) ones shown to a class of theirs (``claudehub_authoring``'s rule)."""
+        authoring = self.settings.get("claudehub_authoring")
+        if authoring is None:
+            return lambda _course_id: True
+        visible: Callable[[str], bool] = await authoring.course_filter(
+            self.user_name, self.is_admin
+        )
+        return visible
+
+    async def require_visible(self, course_id: str) -> None:
+        """404, as for a course that does not exist, when the caller may not see it."""
+        if not (await self.visible_courses())(course_id):
+            raise web.HTTPError(404, f"no course {course_id!r}")
+
 
 class HealthHandler(web.RequestHandler):
     def get(self) -> None:
@@ -155,11 +172,14 @@ class HealthHandler(web.RequestHandler):
 class CoursesHandler(BaseHandler):
     async def get(self) -> None:
         prefix = self.settings["claudehub_prefix"]
-        self.send({"courses": await self.call(service.list_courses, prefix, asset_signer(self))})
+        courses = await self.call(service.list_courses, prefix, asset_signer(self))
+        visible = await self.visible_courses()
+        self.send({"courses": [c for c in courses if visible(c["id"])]})
 
 
 class CourseHandler(BaseHandler):
     async def get(self, course_id: str) -> None:
+        await self.require_visible(course_id)
         prefix = self.settings["claudehub_prefix"]
         detail = await self.call(service.course_detail, course_id, prefix, asset_signer(self))
         self.send(detail)
@@ -172,6 +192,7 @@ class BundleHandler(BaseHandler):
         course = self.state.catalogue.get(course_id)
         if course is None:
             raise web.HTTPError(404, f"no course {course_id!r}")
+        await self.require_visible(course_id)
         files = await self.call(service.learner_files, self.user_name, course_id)
         try:
             data = await asyncio.to_thread(
@@ -186,6 +207,7 @@ class BundleHandler(BaseHandler):
 
 class AnswerHandler(BaseHandler):
     async def post(self, course_id: str, quiz_id: str) -> None:
+        await self.require_visible(course_id)
         answer = self.body_json().get("answer")
         if not isinstance(answer, str):
             raise web.HTTPError(400, '"answer" must be a string')
@@ -204,6 +226,7 @@ class CompletionHandler(BaseHandler):
     """Tutor markers only: quiz completions are earned by answering, never posted."""
 
     async def post(self, course_id: str) -> None:
+        await self.require_visible(course_id)
         body = self.body_json()
         method = body.get("method", "tutor")
         if method != "tutor":
@@ -225,6 +248,8 @@ class ProgressHandler(BaseHandler):
     """Own progress. ``?wait=S&since=V`` waits up to S seconds for a change after V."""
 
     async def get(self, course_id: str | None = None) -> None:
+        if course_id is not None:
+            await self.require_visible(course_id)
         wait = self.get_argument("wait", "")
         if wait:
             try:

@@ -10,6 +10,7 @@ Schema changes are alembic migrations, applied at start-up by :meth:`Store.open`
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     case,
     create_engine,
@@ -78,6 +80,46 @@ class QuizResultRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     passed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PublicationRow(Base):
+    """A course published from a draft (course authoring): its newest version and the
+    classes that see it. Earlier versions are tags of the managed repository."""
+
+    __tablename__ = "published_courses"
+    course_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    draft_id: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    commit: Mapped[str] = mapped_column(String(64))
+    folder: Mapped[str] = mapped_column(String(255))
+    #: a JSON array of class (hub group) names
+    classes: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A published course's newest version: who published it from which draft, its commit
+    in the managed repository, its course folder there and the classes that see it."""
+
+    course_id: str
+    draft_id: str
+    owner: str
+    version: int
+    commit: str
+    folder: str
+    classes: tuple[str, ...]
+    published_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "course": self.course_id,
+            "version": self.version,
+            "commit": self.commit,
+            "classes": list(self.classes),
+            "published_at": _iso(self.published_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -341,6 +383,55 @@ class Store:
     async def class_rows(self, users: list[str]) -> tuple[list[Completion], list[QuizRecord]]:
         """Every completion and quiz result of ``users`` (a class), in two queries."""
         return await self._run(self._class_rows_sync, list(users))
+
+    # -- published courses (course authoring) -----------------------------
+
+    def _publications_sync(self) -> list[Publication]:
+        with Session(self.engine) as session:
+            rows = session.execute(select(PublicationRow).order_by(PublicationRow.course_id))
+            return [_publication(r) for r in rows.scalars()]
+
+    async def publications(self) -> list[Publication]:
+        """Every published course's newest version."""
+        return await self._run(self._publications_sync)
+
+    def _save_publication_sync(self, pub: Publication) -> None:
+        values = {
+            "course_id": pub.course_id,
+            "draft_id": pub.draft_id,
+            "owner": pub.owner,
+            "version": pub.version,
+            "commit": pub.commit,
+            "folder": pub.folder,
+            "classes": json.dumps(list(pub.classes)),
+            "published_at": pub.published_at,
+        }
+        stmt = self._insert()(PublicationRow.__table__).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["course_id"],
+            set_={k: v for k, v in values.items() if k != "course_id"},
+        )
+        with Session(self.engine) as session, session.begin():
+            session.execute(stmt)
+
+    async def save_publication(self, pub: Publication) -> None:
+        """Record ``pub`` as its course's newest version (replacing the one before)."""
+        await self._run(self._save_publication_sync, pub)
+
+
+def _publication(row: PublicationRow) -> Publication:
+    published_at = _utc(row.published_at)
+    assert published_at is not None
+    return Publication(
+        course_id=row.course_id,
+        draft_id=row.draft_id,
+        owner=row.owner,
+        version=row.version,
+        commit=row.commit,
+        folder=row.folder,
+        classes=tuple(json.loads(row.classes)),
+        published_at=published_at,
+    )
 
 
 def _completion(row: CompletionRow) -> Completion:

@@ -114,7 +114,7 @@ async def _round_trip(start_service: ServiceFactory, tmp_path: Path, target: str
     assert done.returncode == 0, done.stderr
     text = backup.read_text()
     doc = json.loads(text)
-    assert doc["format"] == FORMAT and doc["version"] == 1 and doc["revision"] == "0001"
+    assert doc["format"] == FORMAT and doc["version"] == 1 and doc["revision"] == "0002"
     counts = (len(doc["tables"]["completions"]), len(doc["tables"]["quiz_results"]))
     assert counts == _counts(source) == (4, 2)
     for secret in NEVER:

@@ -154,7 +154,7 @@ async def test_postgres_restart_durability(postgres: Postgres) -> None:
         assert [(r.stage, r.method) for r in rows] == [(2, "tutor")]
         assert (await store.quiz_results("alice", "c"))["q"].passed_at is not None
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     finally:
         await store.close()
 
