@@ -94,6 +94,7 @@ class Exchange:
         "paused",
         "pool",
         "req",
+        "reservation",
         "retried",
         "sent_at",
         "settings",
@@ -145,6 +146,7 @@ class Exchange:
         self.retried = False
         self.done = False
         self.paused = False
+        self.reservation: str | None = None
         self.last_data = b""
         self.deadline_idle = 0.0
 
@@ -156,6 +158,19 @@ class Exchange:
             self._send(conn)
         else:
             self.spawn(self._connect_and_send())
+
+    async def reserve_and_start(self, tokens: int) -> None:
+        """Reserve ``tokens`` of the user's usage in the database, then :meth:`start`: a key
+        proxy killed mid-answer leaves the reservation behind, charged in its stead."""
+        reservation = await self.usage.reserve(
+            self.req.user, self.req.server, self.req.route, tokens
+        )
+        if self.done:  # the client left while the reservation was written
+            if reservation is not None:
+                self.usage.release(reservation)
+            return
+        self.reservation = reservation
+        self.start()
 
     async def _connect_and_send(self) -> None:
         try:
@@ -433,6 +448,7 @@ class Exchange:
             counts,
             (now - req.started) * 1000,
             0.0 if self.ttfb is None else self.ttfb * 1000,
+            self.reservation,
         )
         if self.settings.access_log:
             access_log.info(

@@ -180,6 +180,8 @@ class KeyProxy:
         elif self.store is not None:
             now = self.limits.wallclock()
             try:
+                # a lone key proxy has nothing in flight yet: every reservation is a cut request
+                await self.recorder.run_in_db(self.store.charge_orphans, True)
                 totals = await self.recorder.run_in_db(self.store.daily_totals, day_string(now))
             except sa.exc.SQLAlchemyError as e:
                 # serve anyway; usage is kept in memory and written once the database is back

@@ -10,7 +10,9 @@ memory, as with one replica, and :class:`SharedLimits` brings in what the others
 2. it reads every user's total of the day (one small indexed query) and sets each budget to
    that total plus what this replica counted while the round ran;
 3. it marks this replica alive and counts the live ones: each enforces ``1 / live`` of the
-   rate limit (a pre-reserved share: together they allow the configured rate, no more).
+   rate limit (a pre-reserved share: together they allow the configured rate, no more);
+4. it charges the reservations of replicas no longer alive (requests a crash cut,
+   :mod:`claudehub.proxy.usage`) to their users' days, before reading the totals.
 
 How far a user can overshoot: another replica's usage is visible here at most
 ``2 * interval`` seconds after its response ended (one round there, one round here). So on top
@@ -60,6 +62,7 @@ class SharedLimits:
         #: a replica silent this long no longer holds a share of the rate limit
         self.stale_after = stale_after if stale_after is not None else max(10.0, 5 * interval)
         self.replica = replica or uuid.uuid4().hex
+        recorder.replica = self.replica  # its reservations live as long as this heartbeat
         self.replicas = 1
         self.rounds = 0
         self.errors = 0
@@ -92,6 +95,12 @@ class SharedLimits:
 
     def _read(self, day: str, now: float) -> tuple[dict[str, list[int]], int]:
         live = self.store.heartbeat(self.replica, now, self.stale_after)
+        # what a replica that died mid-answer reserved is charged before the totals are read
+        charged = self.store.charge_orphans()
+        if charged:
+            log.warning(
+                "Charged %d requests cut by a stopped key proxy at their reservation", charged
+            )
         return self.store.daily_totals(day), live
 
     async def _run(self) -> None:

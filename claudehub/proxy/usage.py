@@ -7,6 +7,14 @@ SQLite by default, PostgreSQL by URL) by a background task in a worker thread. E
 adds the window's tokens to a per-user, per-day total (an atomic upsert), which is what key
 proxies sharing one database read to enforce one budget between them
 (:mod:`claudehub.proxy.shared`).
+
+A crash must not make usage disappear (a budget is not exceedable by killing the key proxy
+mid-answer): before a Messages request goes upstream its *reservation* (the most it can cost:
+its body's length, a token being at least a byte, plus its ``max_tokens``) is written to the
+in-flight table, group-committed with the others waiting. The usage write that records the
+finished request deletes its reservation in the same transaction. A reservation whose key
+proxy is gone (no heartbeat, :mod:`claudehub.proxy.shared`) is charged in full to its user's
+day: a request cut by a crash costs its user the most it could have cost, never nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import datetime
 import json
 import logging
 import time
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -188,6 +198,33 @@ replicas_table = sa.Table(
 )
 
 
+#: Requests sent upstream and not yet recorded, each with the most it can cost: what a key
+#: proxy that dies mid-answer leaves behind, charged by :meth:`UsageStore.charge_orphans`.
+inflight_table = sa.Table(
+    "claudehub_keyproxy_inflight",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("replica", sa.String(64), nullable=False, index=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("user", sa.String(255), nullable=False),
+    sa.Column("server", sa.String(255), nullable=False, default=""),
+    sa.Column("path", sa.String(64), nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+)
+
+#: The status of a usage row charged from a reservation its key proxy never settled.
+CUT_STATUS = 0
+
+
+def reservation_tokens(body: bytes) -> int:
+    """The most a Messages request with ``body`` can cost: every byte of it as an input token
+    (a token is never shorter than a byte) plus the output it may ask for (``max_tokens``)."""
+    max_tokens = _decode_after(body, b'"max_tokens"')
+    out = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
+    return len(body) + out
+
+
 def day_string(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d")
 
@@ -226,8 +263,12 @@ class UsageStore:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         return dialect.insert(table)
 
-    def write(self, ts: float, window: dict[UsageKey, list[float]]) -> None:
-        """Insert one row per key of a flush window (see :meth:`UsageRecorder.record`)."""
+    def write(
+        self, ts: float, window: dict[UsageKey, list[float]], releases: Iterable[str] = ()
+    ) -> None:
+        """Insert one row per key of a flush window (see :meth:`UsageRecorder.record`) and
+        delete the reservations of the requests it records (``releases``), in one transaction."""
+        releases = list(releases)
         day = day_string(ts)
         rows = [
             {
@@ -262,14 +303,76 @@ class UsageStore:
         ]
         self._ensure_schema()
         with self.engine.begin() as conn:
+            if rows:
+                conn.execute(usage_table.insert(), rows)
+            self._add_daily(conn, daily)
+            if releases:
+                conn.execute(inflight_table.delete().where(inflight_table.c.id.in_(releases)))
+
+    def _add_daily(self, conn: sa.Connection, daily: list[dict[str, Any]]) -> None:
+        if daily:
+            stmt = self._upsert(daily_table).values(daily)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["day", "user"],
+                set_={n: daily_table.c[n] + stmt.excluded[n] for n in _DAILY_SUMS},
+            )
+            conn.execute(stmt)
+
+    def reserve(self, rows: list[dict[str, Any]]) -> None:
+        """Write reservations (rows of the in-flight table), all in one transaction."""
+        self._ensure_schema()
+        with self.engine.begin() as conn:
+            conn.execute(inflight_table.insert(), rows)
+
+    def charge_orphans(self, everyone: bool = False) -> int:
+        """Charge every reservation whose key proxy is gone (not in the replicas table; with
+        ``everyone``, all of them: a lone key proxy starting has none of its own in flight) to
+        its user's day, as a usage row of status :data:`CUT_STATUS`; return how many."""
+        t = inflight_table
+        query = sa.select(t.c.id, t.c.ts, t.c.day, t.c.user, t.c.server, t.c.path, t.c.tokens)
+        if not everyone:
+            query = query.where(t.c.replica.not_in(sa.select(replicas_table.c.id)))
+        self._ensure_schema()
+        with self.engine.begin() as conn:
+            found = list(conn.execute(query.order_by(t.c.user)))
+            if not found:
+                return 0
+            rows = [
+                {
+                    "ts": r.ts,
+                    "day": r.day,
+                    "user": r.user,
+                    "server": r.server,
+                    "model": "",
+                    "path": r.path,
+                    "status": CUT_STATUS,
+                    "stream": True,
+                    "requests": 1,
+                    "input_tokens": int(r.tokens),
+                    "output_tokens": 0,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "latency_ms_sum": 0.0,
+                    "latency_ms_max": 0.0,
+                    "ttfb_ms_sum": 0.0,
+                }
+                for r in found
+            ]
             conn.execute(usage_table.insert(), rows)
-            if daily:
-                stmt = self._upsert(daily_table).values(daily)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["day", "user"],
-                    set_={n: daily_table.c[n] + stmt.excluded[n] for n in _DAILY_SUMS},
-                )
-                conn.execute(stmt)
+            per_day: dict[tuple[str, str], list[int]] = {}
+            for r in found:
+                sums = per_day.setdefault((r.day, r.user), [0] * len(_DAILY_SUMS))
+                sums[0] += 1
+                sums[1] += int(r.tokens)
+            self._add_daily(
+                conn,
+                [
+                    {"day": d, "user": u, **dict(zip(_DAILY_SUMS, sums, strict=True))}
+                    for (d, u), sums in sorted(per_day.items())
+                ],
+            )
+            conn.execute(t.delete().where(t.c.id.in_([r.id for r in found])))
+            return len(found)
 
     def daily_totals(self, day: str) -> dict[str, list[int]]:
         """Per-user (input, output, cache creation, cache read) tokens of one UTC day, as
@@ -354,13 +457,21 @@ class UsageRecorder:
         self.flush_interval = flush_interval
         self.window: dict[UsageKey, list[float]] = {}
         self.window_start = time.time()
-        self.backlog: list[tuple[float, dict[UsageKey, list[float]]]] = []
+        # reservations the requests of the current window settle (deleted with its rows)
+        self.releases: list[str] = []
+        self.backlog: list[tuple[float, dict[UsageKey, list[float]], list[str]]] = []
         self.recorded = 0
         self.written = 0
         self.errors = 0
+        #: The key proxy whose reservations these are (:class:`~claudehub.proxy.shared.SharedLimits`
+        #: heartbeats under the same id; a reservation outliving it is charged).
+        self.replica = uuid.uuid4().hex
+        self.reserved = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "claudehub-usage")
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._to_reserve: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._reserver: asyncio.Task[None] | None = None
 
     def record(
         self,
@@ -368,9 +479,13 @@ class UsageRecorder:
         usage: list[int],
         latency_ms: float,
         ttfb_ms: float,
+        reservation: str | None = None,
     ) -> None:
-        """Add one answered request: ``usage`` is (input, output, cache creation, cache read)."""
+        """Add one answered request: ``usage`` is (input, output, cache creation, cache read);
+        ``reservation`` (from :meth:`reserve`) is settled by the write that records it."""
         self.recorded += 1
+        if reservation is not None:
+            self.releases.append(reservation)
         agg = self.window.get(key)
         if agg is None:
             self.window[key] = [
@@ -397,7 +512,54 @@ class UsageRecorder:
     @property
     def pending(self) -> int:
         """Rows waiting to be written."""
-        return len(self.window) + sum(len(w) for _, w in self.backlog)
+        return len(self.window) + sum(len(w) for _, w, _ in self.backlog)
+
+    async def reserve(self, user: str, server: str, path: str, tokens: int) -> str | None:
+        """Write a reservation of ``tokens`` for a request about to go upstream; return its id
+        once it is in the database (None without a database, or when the write failed: the
+        request then goes on, counted in memory as before)."""
+        if self.store is None:
+            return None
+        now = time.time()
+        rid = uuid.uuid4().hex
+        row: dict[str, Any] = {
+            "id": rid,
+            "replica": self.replica,
+            "ts": now,
+            "day": day_string(now),
+            "user": user,
+            "server": server,
+            "path": path,
+            "tokens": int(tokens),
+        }
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._to_reserve.append((row, done))
+        if self._reserver is None or self._reserver.done():
+            self._reserver = asyncio.ensure_future(self._write_reservations())
+        return rid if await done else None
+
+    async def _write_reservations(self) -> None:
+        # Group commit: whoever arrived while a batch was written goes in the next one.
+        while self._to_reserve:
+            batch, self._to_reserve = self._to_reserve, []
+            try:
+                await self.run_in_db(self.store.reserve, [row for row, _ in batch])  # type: ignore[union-attr]
+            except sa.exc.SQLAlchemyError as e:
+                self.errors += 1
+                log.warning(
+                    "Cannot reserve usage for %d requests (counted in memory): %s", len(batch), e
+                )
+                ok = False
+            else:
+                self.reserved += len(batch)
+                ok = True
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(ok)
+
+    def release(self, reservation: str) -> None:
+        """Settle a reservation whose request recorded nothing (it never went upstream)."""
+        self.releases.append(reservation)
 
     async def run_in_db(self, fn: Any, *args: Any) -> Any:
         """Run a blocking store call in the usage thread (serialised with the writes)."""
@@ -405,18 +567,19 @@ class UsageRecorder:
 
     async def flush(self) -> None:
         """Close the current window and write every window not written yet."""
-        if self.window:
-            self.backlog.append((self.window_start, self.window))
+        if self.window or self.releases:
+            self.backlog.append((self.window_start, self.window, self.releases))
             self.window = {}
+            self.releases = []
         self.window_start = time.time()
         if self.store is None:
             self.backlog.clear()
             return
         async with self._lock:  # the timer and the usage API may flush at the same time
             while self.backlog:
-                ts, window = self.backlog[0]
+                ts, window, releases = self.backlog[0]
                 try:
-                    await self.run_in_db(self.store.write, ts, window)
+                    await self.run_in_db(self.store.write, ts, window, releases)
                 except sa.exc.SQLAlchemyError as e:
                     self.errors += 1
                     log.error("Writing %d usage rows failed (will retry): %s", len(window), e)
@@ -436,6 +599,8 @@ class UsageRecorder:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        if self._reserver is not None:
+            await asyncio.wait([self._reserver])
         await self.flush()
         if self.store is not None:
             await self.run_in_db(self.store.close)
