@@ -8,7 +8,12 @@ The local-process spawner and the Kubernetes spawner both mix in
 - the real Anthropic key never reaches the sandbox: any variable whose value looks like a
   real key, or whose name the operator marked secret, is removed from the environment;
 - the user chooses a course and a model from operator allowlists, and a bad choice is
-  refused with a message that names it (HTTP 400, JupyterHub's error shape).
+  refused with a message that names it (HTTP 400, JupyterHub's error shape);
+- an instructor may instead start an *author session* on one of their drafts
+  (``user_options = {"draft": "<id>"}``, docs/authoring.md): checked here (an instructor's
+  role, a draft the course service lists as theirs), the sandbox then gets
+  ``CLAUDEHUB_DRAFT_ID``/``CLAUDEHUB_DRAFT_DIR`` instead of a course and a token whose
+  ``knd`` claim is ``author``.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from traitlets import (
 )
 
 from claudehub.contract import env as contract_env
-from claudehub.contract.hub import PROGRESS_SERVICE
-from claudehub.contract.tokens import load_token_secret, mint_token
+from claudehub.contract.course import is_course_id
+from claudehub.contract.hub import INSTRUCTOR_ROLE_PREFIX, PROGRESS_SERVICE
+from claudehub.contract.tokens import AUTHOR, load_token_secret, mint_token
 
 from . import picker
 from .picker import FORM_TEMPLATES, render_picker
@@ -148,6 +154,17 @@ class SandboxSpawnerMixin(HasTraits):
 
     model = Unicode("", help="The model the sandbox runs (set from the user's choice).")
     course_id = Unicode("", help="The course the sandbox opens (set from the user's choice).")
+    draft_id = Unicode(
+        "", help="The draft an author session writes (set from an instructor's choice)."
+    )
+
+    draft_choices = CallableTrait(
+        allow_none=True,
+        default_value=None,
+        help="""Callable ``(spawner) -> list of {"id", "title", ...}`` (may be async) listing
+        the drafts this user may start an author session on. Default: the course service's
+        ``GET api/drafts``, asked as the user (docs/authoring.md).""",
+    ).tag(config=True)
 
     @validate("progress_url")
     def _progress_url_ends_in_slash(self, proposal: dict[str, Any]) -> str:
@@ -175,10 +192,13 @@ class SandboxSpawnerMixin(HasTraits):
             )
         user = self.user.name  # type: ignore[attr-defined]
         server = getattr(self, "name", "") or ""
-        return mint_token(secret, user, server, ttl=self.token_ttl or None)
+        # An author session's usage is metered and limited apart from learning's.
+        kind = AUTHOR if self.draft_id else None
+        return mint_token(secret, user, server, ttl=self.token_ttl or None, kind=kind)
 
-    def sandbox_env(self, course_dir: str = "") -> dict[str, str]:
-        """The claudehub part of the sandbox environment (see ARCHITECTURE.md)."""
+    def sandbox_env(self, course_dir: str = "", draft_dir: str = "") -> dict[str, str]:
+        """The claudehub part of the sandbox environment (see ARCHITECTURE.md); an author
+        session's has the draft (``draft_dir``: where it is in the sandbox), no course."""
         env = {
             contract_env.ANTHROPIC_BASE_URL: self.keyproxy_url,
             contract_env.ANTHROPIC_API_KEY: self.mint_sandbox_token(),
@@ -193,6 +213,9 @@ class SandboxSpawnerMixin(HasTraits):
             env[contract_env.COURSE_ID] = self.course_id
         if course_dir:
             env[contract_env.COURSE_DIR] = course_dir
+        if self.draft_id:
+            env[contract_env.DRAFT_ID] = self.draft_id
+            env[contract_env.DRAFT_DIR] = draft_dir
         if self.progress_url:
             env[contract_env.PROGRESS_URL] = self.progress_url
         return env
@@ -200,7 +223,7 @@ class SandboxSpawnerMixin(HasTraits):
     # -- course and model choice --------------------------------------------------------
 
     #: The spawn form's fields this spawner reads (the Kubernetes spawner adds "profile").
-    form_option_names: tuple[str, ...] = ("course", "model")
+    form_option_names: tuple[str, ...] = ("course", "model", "draft")
 
     def _course_service_token(self) -> str:
         """A short-lived token of this user that can do nothing but reach the course service.
@@ -287,6 +310,12 @@ class SandboxSpawnerMixin(HasTraits):
             # Checked here, before the spawn starts, so JupyterHub shows a refusal on the
             # spawn page itself; apply_user_options checks again for API spawns.
             options = picker.options_from_formdata(formdata, spawner.form_option_names)
+            if "draft" in options:  # an author session: no course to pick
+                try:
+                    await spawner.apply_sandbox_options(options)
+                except web.HTTPError as e:
+                    raise picker.plain_choice_error(e) from None
+                return options
             await picker.check_course_choice(spawner, options)
             rest = {k: v for k, v in options.items() if k != "course"}
             try:
@@ -309,9 +338,14 @@ class SandboxSpawnerMixin(HasTraits):
 
         Raises ``HTTPError(400)`` naming the bad value, which JupyterHub shows the user.
         """
-        unknown = sorted(set(options) - {"course", "model"})
+        unknown = sorted(set(options) - {"course", "model", "draft"})
         if unknown:
             raise web.HTTPError(400, f"Unknown option(s): {', '.join(unknown)}")
+        # Each start says what it opens: a course, a draft, or neither (no leftovers).
+        self.draft_id = ""
+        if "draft" in options:
+            await self._apply_draft(options)
+            return
         model = options.get("model") or ""
         if not isinstance(model, str):
             raise web.HTTPError(400, "The model must be a string")
@@ -336,6 +370,65 @@ class SandboxSpawnerMixin(HasTraits):
                     f"Course {course!r} is not in the catalogue; choose one of: {', '.join(ids) or '(none)'}",
                 )
             self.course_id = course
+
+    # -- author sessions (docs/authoring.md) ---------------------------------------------
+
+    def instructed_classes(self) -> list[str]:
+        """The classes this user instructs (their ``claudehub-instructor-<class>`` roles)."""
+        roles = getattr(self.user, "roles", None) or []  # type: ignore[attr-defined]
+        names = [getattr(role, "name", "") for role in roles]
+        return sorted(
+            n[len(INSTRUCTOR_ROLE_PREFIX) :] for n in names if n.startswith(INSTRUCTOR_ROLE_PREFIX)
+        )
+
+    async def list_drafts(self) -> list[dict[str, Any]]:
+        """This user's drafts (``GET api/drafts`` as the user), for the checks and the home
+        page; raises ``ProgressAPIError``/``OSError`` when the service cannot answer."""
+        if self.draft_choices is not None:
+            result = self.draft_choices(self)
+            if isinstance(result, Awaitable):
+                result = await result
+            return list(result)
+        if not self.progress_url:
+            return []
+        from claudehub.contract.course_client import ProgressClient
+
+        client = ProgressClient(self.progress_url, self._course_service_token())
+        data = await client.request("GET", "drafts", request_timeout=10)
+        drafts = data.get("drafts") if isinstance(data, dict) else None
+        return [d for d in drafts or [] if isinstance(d, dict) and isinstance(d.get("id"), str)]
+
+    async def _apply_draft(self, options: dict[str, Any]) -> None:
+        """An author session: the user instructs a class and the draft is theirs."""
+        draft = options.get("draft")
+        if not isinstance(draft, str) or not is_course_id(draft):
+            raise web.HTTPError(400, f"The draft must be a draft id, not {draft!r}")
+        if options.get("course"):
+            raise web.HTTPError(400, "Choose a course or a draft, not both")
+        if not self.instructed_classes():
+            raise web.HTTPError(
+                403, "Only instructors can write courses: you instruct no class on this hub"
+            )
+        from claudehub.contract.course_client import ProgressAPIError
+
+        try:
+            drafts = await self.list_drafts()
+        except (ProgressAPIError, OSError, ValueError) as e:
+            self.log.warning("Could not list the drafts of %s: %s", self.user.name, e)  # type: ignore[attr-defined]
+            raise web.HTTPError(
+                503, "Your drafts cannot be listed right now. Please try again in a minute."
+            ) from None
+        if draft not in {d["id"] for d in drafts}:
+            raise web.HTTPError(404, f"Draft {draft!r} is not one of your drafts")
+        model = options.get("model") or ""
+        if model and model not in self.allowed_models:
+            allowed = ", ".join(self.allowed_models) or "(no choice offered)"
+            raise web.HTTPError(
+                400, f"Model {model!r} is not offered here; choose one of: {allowed}"
+            )
+        self.model = model or (self.allowed_models[0] if self.allowed_models else "")
+        self.course_id = ""
+        self.draft_id = draft
 
 
 #: Seconds a token minted for the hub's course pages lives (reused for half of it).

@@ -86,6 +86,25 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
         course is fetched into <course_mount_path>/<course id> before the sandbox starts.""",
     ).tag(config=True)
 
+    draft_mount_path = Unicode(
+        "/home/claude/drafts",
+        help="""Author sessions (docs/authoring.md): where the drafts folder (an emptyDir, the
+        one writable path besides $HOME and /tmp) is mounted; the draft is
+        <draft_mount_path>/<draft id>, filled from the course service by the server.""",
+    ).tag(config=True)
+
+    draft_size_limit = Unicode(
+        "256Mi", help="Size limit of an author session's drafts emptyDir ('' for none)."
+    ).tag(config=True)
+
+    author_image = Unicode(
+        "",
+        help="""Image of author sessions' pods: the sandbox image with the author policy
+        (managed-settings-author.json) installed as its managed settings
+        (images/sandbox/Dockerfile.author). Empty: author sessions are refused, since the
+        learner's image lets Claude write nothing.""",
+    ).tag(config=True)
+
     tmp_size_limit = Unicode("1Gi", help="Size limit of the /tmp emptyDir ('' for none).").tag(
         config=True
     )
@@ -247,11 +266,18 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
             return ""
         return posixpath.join(self.course_mount_path, self.course_id)
 
+    @property
+    def draft_dir(self) -> str:
+        """Where an author session's draft is in the sandbox ('' without a draft)."""
+        if not self.draft_id:
+            return ""
+        return posixpath.join(self.draft_mount_path, self.draft_id)
+
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
         env["HOME"] = self.home_mount_path
         env["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(self.activity_interval)
-        env.update(self.sandbox_env(self.course_dir))
+        env.update(self.sandbox_env(self.course_dir, self.draft_dir))
         return scrub_environment(env, list(self.real_key_values))
 
     # -- the user's choices: course, model and (when the operator offers several) profile --
@@ -284,7 +310,7 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
         return form
 
     #: The spawn form posts the machine (profile) too.
-    form_option_names = ("course", "model", "profile")
+    form_option_names = ("course", "model", "profile", "draft")
 
     async def apply_sandbox_options(self, options: dict[str, Any]) -> None:
         """Check the profile against the operator's profiles, then course and model.
@@ -302,6 +328,12 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
                     f"Profile {profile!r} is not offered here; choose one of: "
                     f"{', '.join(slugs) or '(no profiles)'}",
                 )
+        if options.get("draft") and not self.author_image:
+            raise web.HTTPError(
+                400,
+                "Author sessions are not set up on this hub (no author image: the chart's "
+                "sandbox.authorImage)",
+            )
         await super().apply_sandbox_options(options)
 
     # -- manifests ---------------------------------------------------------------------
@@ -336,13 +368,23 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
             manifest,
             main_container=MAIN_CONTAINER,
             volumes=objects.sandbox_volumes(
-                self.pvc_name, self.tmp_size_limit, self.course_size_limit
+                self.pvc_name,
+                self.tmp_size_limit,
+                self.course_size_limit,
+                draft_size_limit=self.draft_size_limit if self.draft_id else None,
             ),
-            mounts=objects.sandbox_volume_mounts(self.home_mount_path, self.course_mount_path),
+            mounts=objects.sandbox_volume_mounts(
+                self.home_mount_path,
+                self.course_mount_path,
+                self.draft_mount_path if self.draft_id else "",
+            ),
             init_container=self._fetch_container(),
         )
         spec = manifest["spec"]
         for container in spec["containers"]:
+            if container["name"] == MAIN_CONTAINER and self.draft_id:
+                # the author policy is the image's managed settings: root-owned, read-only
+                container["image"] = self.author_image
             if container["name"] == MAIN_CONTAINER and self.sandbox_resources:
                 resources = container.setdefault("resources", {})
                 for part, amounts in self.sandbox_resources.items():

@@ -98,6 +98,7 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
         super().__init__(**kwargs)
         self._events: list[str] = []
         self._course_dir = ""
+        self._draft_dir = ""
         self._ticket: asyncio.Future[None] | None = None
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
@@ -113,12 +114,20 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
-        env.update(self.sandbox_env(self._course_dir))
+        env.update(self.sandbox_env(self._course_dir, self._draft_dir))
         return scrub_environment(env, list(self.real_key_values))
 
     async def _prepare_course(self) -> None:
-        """Fetch the chosen course's files (answers removed) into the user's home."""
+        """Fetch the chosen course's files (answers removed) into the user's home; for an
+        author session, make its draft folder (``~/drafts/<id>``, which the server extension
+        fills from the course service and sends back to it)."""
         self._course_dir = ""
+        self._draft_dir = ""
+        if self.draft_id:
+            draft = Path(self.home_dir) / "drafts" / self.draft_id
+            await asyncio.to_thread(draft.mkdir, parents=True, exist_ok=True)
+            self._draft_dir = str(draft)
+            return
         if not self.course_id:
             return
         from claudehub.contract.course_client import fetch_course_bundle

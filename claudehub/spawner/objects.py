@@ -37,6 +37,8 @@ from claudehub.contract.labels import (
 HOME_VOLUME = "claudehub-home"
 TMP_VOLUME = "claudehub-tmp"
 COURSE_VOLUME = "claudehub-course"
+#: An author session's drafts folder: the one writable path it has besides $HOME and /tmp.
+DRAFT_VOLUME = "claudehub-draft"
 #: Name of the init container that fetches the course files.
 FETCH_CONTAINER = "fetch-course"
 
@@ -110,25 +112,41 @@ def container_security_context(uid: int, gid: int) -> dict[str, Any]:
 
 
 def sandbox_volumes(
-    pvc_name: str, tmp_size_limit: str = "", course_size_limit: str = ""
+    pvc_name: str,
+    tmp_size_limit: str = "",
+    course_size_limit: str = "",
+    *,
+    draft_size_limit: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The home PVC, a scratch ``/tmp`` and the course folder (filled by the init container)."""
+    """The home PVC, a scratch ``/tmp`` and the course folder (filled by the init container);
+    an author session's pod (``draft_size_limit`` not None) also gets its drafts folder, an
+    emptyDir: drafts live with the course service, never on a volume a sandbox shares."""
     tmp: dict[str, Any] = {"sizeLimit": tmp_size_limit} if tmp_size_limit else {}
     course: dict[str, Any] = {"sizeLimit": course_size_limit} if course_size_limit else {}
-    return [
+    volumes: list[dict[str, Any]] = [
         {"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": pvc_name}},
         {"name": TMP_VOLUME, "emptyDir": tmp},
         {"name": COURSE_VOLUME, "emptyDir": course},
     ]
+    if draft_size_limit is not None:
+        draft: dict[str, Any] = {"sizeLimit": draft_size_limit} if draft_size_limit else {}
+        volumes.append({"name": DRAFT_VOLUME, "emptyDir": draft})
+    return volumes
 
 
-def sandbox_volume_mounts(home_path: str, course_path: str) -> list[dict[str, Any]]:
-    """Mounts of the main container: home and /tmp writable, the course read-only."""
-    return [
+def sandbox_volume_mounts(
+    home_path: str, course_path: str, draft_path: str = ""
+) -> list[dict[str, Any]]:
+    """Mounts of the main container: home and /tmp writable, the course read-only; an
+    author session's drafts folder (``draft_path``) writable."""
+    mounts: list[dict[str, Any]] = [
         {"name": HOME_VOLUME, "mountPath": home_path},
         {"name": TMP_VOLUME, "mountPath": "/tmp"},
         {"name": COURSE_VOLUME, "mountPath": course_path, "readOnly": True},
     ]
+    if draft_path:
+        mounts.append({"name": DRAFT_VOLUME, "mountPath": draft_path})
+    return mounts
 
 
 def course_fetch_container(
