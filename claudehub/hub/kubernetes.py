@@ -367,6 +367,10 @@ def apply_value_traits(c: Any, settings: Mapping[str, Any]) -> None:
         setattr(getattr(c, section), name, result)
 
 
+#: Seconds between the hub's checks that CHP has a route for every running sandbox.
+ROUTE_CHECK_SECONDS = 10
+
+
 def configure_kubernetes(c: Any, settings: Mapping[str, Any], secrets: HubEnvironment) -> None:
     """Fill JupyterHub config ``c`` for Kubernetes mode from the checked chart values and
     the secrets the chart put in the hub's environment (``secrets``).
@@ -383,6 +387,11 @@ def configure_kubernetes(c: Any, settings: Mapping[str, Any], secrets: HubEnviro
     # Sandboxes keep running while the hub restarts or upgrades; the new hub finds them.
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False
+    # CHP keeps its routes in memory: restarted (a crash, a node drain) it knows no sandbox
+    # until the hub's next route check, made with each activity update. Often enough that a
+    # learner's page, which reconnects for 15 s before it reloads, finds its route again
+    # (docs/operator-guide.md, "When a part fails"); JupyterHub's default is 5 minutes.
+    c.JupyterHub.last_activity_interval = ROUTE_CHECK_SECONDS
     # One Claude per user. Users land on the home page ("Continue <course> at stage N", or
     # the course picker with model and profile); the hub's pages are claudehub's templates.
     c.JupyterHub.allow_named_servers = False

@@ -14,7 +14,12 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from claudehub.hub.kubernetes import HubEnvironment, configure_kubernetes, culler_command
+from claudehub.hub.kubernetes import (
+    ROUTE_CHECK_SECONDS,
+    HubEnvironment,
+    configure_kubernetes,
+    culler_command,
+)
 from claudehub.hub.settings import SettingsError, load, validate
 from claudehub.spawner.kube import ClaudeSpawner
 from tests.helm.charts import deep_merge, hub_files, render, write_hub_files
@@ -98,6 +103,9 @@ def test_limits_one_server_per_user_and_keep_pods_across_restarts() -> None:
     assert c.JupyterHub.allow_named_servers is False
     assert c.JupyterHub.cleanup_servers is False
     assert c.ConfigurableHTTPProxy.should_start is False
+    # a restarted CHP gets the routes back within the page's 15 s of reconnecting
+    # (tests/containers/test_faults.py restarts it for real)
+    assert c.JupyterHub.last_activity_interval == ROUTE_CHECK_SECONDS < 15
     assert c.ConfigurableHTTPProxy.api_url == "http://claudehub-proxy-api.claudehub.svc:8001"
     assert c.JupyterHub.hub_connect_url == "http://claudehub-hub.claudehub.svc:8081"
 
