@@ -37,6 +37,10 @@ class IntakeError(Exception):
         self.message = message
 
 
+class _TooBig(Exception):
+    """The response passed the size cap (raised from the body callback to stop reading)."""
+
+
 class AddressRefused(OSError):
     """A host resolved to an address the service does not fetch from."""
 
@@ -121,8 +125,9 @@ async def fetch_paper(
     """The body of ``url``, fetched behind the guard; redirects followed by hand, each
     one checked; at most ``max_bytes`` and ``time_limit`` seconds in all."""
     resolver = GuardedResolver(allowed=allowed)
+    # the body callback enforces max_bytes; the client's own cap is only a backstop
     client = SimpleAsyncHTTPClient(
-        force_instance=True, resolver=resolver, max_body_size=max_bytes + 1
+        force_instance=True, resolver=resolver, max_body_size=2 * max_bytes + 1024 * 1024
     )
     deadline = time.monotonic() + time_limit
     try:
@@ -152,10 +157,10 @@ async def _one(
     def on_chunk(chunk: bytes) -> None:
         nonlocal size, too_big
         size += len(chunk)
-        if size > max_bytes:
+        if size > max_bytes or too_big:
             too_big = True
-        elif not too_big:
-            chunks.append(chunk)
+            raise _TooBig
+        chunks.append(chunk)
 
     def on_header(line: str) -> None:
         nonlocal too_big
@@ -181,6 +186,8 @@ async def _one(
         resp = await client.fetch(req, raise_error=False)
     except AddressRefused as e:
         raise IntakeError(422, f"refused to fetch {urlsplit(url).hostname}: {e}") from None
+    except _TooBig:
+        raise IntakeError(413, f"the paper is larger than {max_bytes} bytes") from None
     except asyncio.CancelledError:
         raise
     except HTTPClientError as e:
