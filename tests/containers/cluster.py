@@ -319,6 +319,40 @@ class Cluster:
             self.runner.wait_ready(running, timeout)
         return running
 
+    def start_replica(self, deployment: str, index: int, timeout: float = 120) -> RunningPod:
+        """Run one more pod of a Deployment (``keyproxy.replicas: 2``), named
+        ``<deployment>-<index>``, behind the same Service names (each name then resolves to
+        every replica, as a headless Service would)."""
+        name = f"{deployment}-{index}"
+        self.runner.aliases[name] = list(self.runner.aliases.get(deployment, []))
+        extra = self.runner.extra_networks.get(deployment)
+        if extra:
+            self.runner.extra_networks[name] = list(extra)
+        template = self.rendering.one("Deployment", deployment)["spec"]["template"]
+        manifest = {
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "labels": dict(template["metadata"].get("labels") or {}),
+            },
+            "spec": template["spec"],
+        }
+        running = self.runner.start(manifest)
+        assert running.phase == "Running", running.status()
+        self.started[name] = running
+        if "readinessProbe" in template["spec"]["containers"][0]:
+            self.runner.wait_ready(running, timeout)
+        return running
+
+    def restart(self, name: str, timeout: float = 120) -> RunningPod:
+        """The kubelet's answer to a Deployment pod's container exiting: started again in
+        the same pod (same spec, volumes and address), then ready by its probe."""
+        running = self.started[name]
+        self.runner.restart(running)
+        if "readinessProbe" in running.manifest["spec"]["containers"][0]:
+            self.runner.wait_ready(running, timeout)
+        return running
+
     def apply(self, rendering: Rendering, operator_secrets: Mapping[str, dict[str, str]]) -> None:
         """What `helm upgrade` changes before any pod rolls: the new rendering's ConfigMaps,
         Secrets, Service names and NetworkPolicies. A Secret that exists keeps the values it

@@ -680,6 +680,18 @@ class PodRunner:
             codes = [s.exit_code for s in running.statuses]
             running.phase = "Succeeded" if all(c == 0 for c in codes) else "Failed"
 
+    def restart(self, running: RunningPod, name: str | None = None) -> None:
+        """Start a main container that exited (killed, stopped, crashed) again, as the kubelet
+        does under restartPolicy Always: the same container (its spec, env, volumes) in the
+        same pod, so it keeps the pod's address and Service names."""
+        container = running.container(name)
+        podman("start", container)
+        for status in running.statuses:
+            if running.containers.get(status.name) == container:
+                status.state, status.ready, status.reason = "running", True, ""
+                status.exit_code = None
+        running.phase = "Running"
+
     def delete(self, running: RunningPod) -> None:
         """Remove the pod's containers and its emptyDir volumes (PVCs' volumes stay)."""
         for name in running.containers.values():
