@@ -20,7 +20,7 @@ NODE = External("node", "192.168.1.10")  # a k3s server node: the API server on 
 PRIVATE = External("private", "10.0.0.7")  # some other host on the LAN
 METADATA = External("metadata", "169.254.169.254")  # cloud metadata service
 POSTGRES = External("postgres", "10.0.12.5")  # the external database of the postgres set
-PORTS = [(p, "TCP") for p in (22, 443, 5432, 6443, 8000, 8001, 8080, 8081, 8888)] + [
+PORTS = [(p, "TCP") for p in (22, 80, 443, 5432, 6443, 8000, 8001, 8080, 8081, 8888)] + [
     (53, "UDP"),
     (53, "TCP"),
 ]
@@ -136,6 +136,12 @@ def expected(rendering: Rendering) -> set[tuple[str, str, int, str]]:
     ):
         if v.get(key[0], {}).get(key[1], {}).get("type") == "postgresql":
             allow(component, "postgres", *tcp(5432))
+    authoring = v.get("authoring", {})
+    if authoring.get("enabled") and authoring.get("fetch", {}).get("enabled"):
+        # paper URLs (authoring.fetch): the course service, never a sandbox, fetches them
+        allow("progress", "internet", *tcp(*authoring["fetch"].get("ports", [80, 443])))
+    for port in v.get("networkPolicy", {}).get("internet", {}).get("ports", []):
+        allow("progress", "internet", (port, "TCP"))
     if v.get("keyproxy", {}).get("metrics", {}).get("enabled"):
         allow("prometheus", "keyproxy", *tcp(8080))
     # Pods no chart policy selects may talk among themselves; they are not the chart's.
@@ -152,7 +158,15 @@ def expected(rendering: Rendering) -> set[tuple[str, str, int, str]]:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    "name", ["default", "github-oauth", "external-postgresql", "ingress-tls", "separate-namespace"]
+    "name",
+    [
+        "default",
+        "github-oauth",
+        "external-postgresql",
+        "ingress-tls",
+        "separate-namespace",
+        "authoring",
+    ],
 )
 async def test_policies_allow_exactly_the_documented_connections(
     renderings: dict[str, Rendering], kubeconfig: Path, tmp_path: Path, name: str
