@@ -202,6 +202,27 @@ def unpack_bundle(data: bytes, dest_dir: Path) -> Path:
     return dest_dir
 
 
+def unpack_draft(data: bytes, dest_dir: Path) -> Path:
+    """Unpack an author session's draft bundle (``GET api/drafts/<id>/bundle``) into
+    ``dest_dir``, writable, under the same rules as a course bundle. Blocking.
+
+    ``dest_dir`` appears only once it is complete (unpacked beside it, then renamed), so a
+    program waiting for it (the launcher) never starts on half a draft; it must not exist.
+    """
+    dest_dir = Path(dest_dir)
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".draft-", dir=dest_dir.parent))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            _extract(tar, tmp)
+        _chmod_tree(tmp, writable=True)
+        tmp.rename(dest_dir)
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+    return dest_dir
+
+
 async def fetch_course_bundle(
     service_url: str, token: str, course_id: str, dest_dir: str | os.PathLike[str]
 ) -> Path:

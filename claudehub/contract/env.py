@@ -50,6 +50,9 @@ DRAFT_ID = "CLAUDEHUB_DRAFT_ID"
 #: Where an author session's draft is, the one folder its Claude may write (an emptyDir in
 #: the pod, a per-user folder in local mode); filled from the course service at start.
 DRAFT_DIR = "CLAUDEHUB_DRAFT_DIR"
+#: The classes an author session's instructor instructs (comma-separated), for its page's
+#: Publish choices; the course service checks them again at publish.
+AUTHOR_CLASSES = "CLAUDEHUB_AUTHOR_CLASSES"
 
 #: The Claude Code CLI the launcher execs (a path or a name on ``PATH``); the sandbox image
 #: sets it (images/sandbox/Dockerfile), the launcher reads it (``Launcher.claude_bin``).
@@ -65,6 +68,7 @@ SANDBOX_ENV = (
     COURSE_DIR,
     DRAFT_ID,
     DRAFT_DIR,
+    AUTHOR_CLASSES,
 )
 
 # -- the token secret: shared by the hub (it mints) and the key proxy (it verifies) ---------

@@ -120,6 +120,13 @@ class LocalSettings(Configurable):
         fresh server's start-up CPU. false: a fresh Python per server.""",
     ).tag(config=True)
 
+    authoring = Bool(
+        True,
+        help="""Course authoring (docs/authoring.md): instructors turn a paper into a course in
+        an author session and publish it for their classes. The course service keeps drafts,
+        the managed course repository and published versions under the state folder.""",
+    ).tag(config=True)
+
     @default("preload_server")
     def _d_preload_server(self) -> bool:
         return env.read_env_bool("CLAUDEHUB_PRELOAD_SERVER", True)
@@ -344,6 +351,13 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
     progress_cmd = [sys.executable, "-m", "claudehub.progress.app"]
     if settings.catalog_file:
         progress_cmd.append(f"--ProgressService.courses_json={settings.catalog_file}")
+    if settings.authoring:
+        progress_cmd += [
+            "--Authoring.enabled=True",
+            f"--Authoring.drafts_dir={state / 'drafts'}",
+            f"--Authoring.repository={state / 'courses.git'}",
+            f"--Authoring.published_dir={state / 'published'}",
+        ]
 
     c.JupyterHub.services = [
         {

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .authoring import configure_authoring
+
 #: The folder holding the hub's page templates.
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -29,6 +31,8 @@ def configure_pages(c: Any, *, brand: str = "claudehub") -> None:
     template_vars["claudehub_brand"] = brand
     c.JupyterHub.template_vars = template_vars
     c.JupyterHub.default_url = LEARNER_HOME
+    # Instructors' "New course from a paper" (docs/authoring.md) posts to the hub itself.
+    configure_authoring(c)
     # gzip the hub's answers: the picker's HTML (46 cards, CSS and script inline) shrinks
     # about fivefold on the wire, which a slow school network notices. Tornado masks the
     # xsrf token afresh in every page, so compression gives no BREACH-style oracle on it.

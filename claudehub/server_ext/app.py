@@ -22,6 +22,8 @@ from claudehub.contract import env
 from . import lockdown as lockdown_mod
 from .course_handlers import COURSE_BACKEND_SETTING, CourseBackend
 from .course_handlers import default_handlers as course_handlers
+from .drafts import DRAFT_BACKEND_SETTING, DraftBackend
+from .drafts import default_handlers as draft_handlers
 from .handlers import default_handlers
 from .sessions import SessionManager, SessionMode, SessionSettings
 from .terminal import PING_INTERVAL_SETTING, SESSIONS_SETTING
@@ -160,6 +162,41 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
     def _default_course_dir(self) -> str:
         return env.read_env(env.COURSE_DIR)
 
+    draft_id = Unicode(
+        help="""An author session's draft at the course service (docs/authoring.md); empty:
+        a learner's session. Default $CLAUDEHUB_DRAFT_ID (set by the spawner).""",
+    ).tag(config=True)
+
+    @default("draft_id")
+    def _default_draft_id(self) -> str:
+        return env.read_env(env.DRAFT_ID)
+
+    draft_dir = Unicode(
+        help="""Where an author session's draft is in the sandbox (made from the course
+        service's copy at start). Default $CLAUDEHUB_DRAFT_DIR (set by the spawner).""",
+    ).tag(config=True)
+
+    @default("draft_dir")
+    def _default_draft_dir(self) -> str:
+        return env.read_env(env.DRAFT_DIR)
+
+    author_classes = List(
+        Unicode(),
+        help="""The classes the author session's instructor instructs: the page's Publish
+        choices (the course service checks them again). Default $CLAUDEHUB_AUTHOR_CLASSES
+        (comma-separated, set by the spawner).""",
+    ).tag(config=True)
+
+    @default("author_classes")
+    def _default_author_classes(self) -> list[str]:
+        return [c for c in env.read_env(env.AUTHOR_CLASSES).split(",") if c]
+
+    draft_watch_interval = Float(
+        1.0,
+        help="""Seconds between two looks at an author session's draft folder; a change is sent
+        to the course service once the files have stood still for one interval.""",
+    ).tag(config=True)
+
     api_token = Unicode(
         help="""Token the course service is called with: the server's own hub token, which the
         service resolves (through the hub) to the server's owner. Default
@@ -229,6 +266,18 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
             on_marker=self.course_backend.on_marker,
         )
         self.settings[COURSE_BACKEND_SETTING] = self.course_backend
+        self.draft_backend: DraftBackend | None = None
+        if self.draft_id and self.draft_dir:
+            self.draft_backend = DraftBackend(
+                progress_url=self.progress_url,
+                token=self.api_token,
+                draft_id=self.draft_id,
+                draft_dir=self.draft_dir,
+                watch_interval=self.draft_watch_interval,
+            )
+            # before the server listens, so the launcher never starts Claude in an old copy
+            self.draft_backend.clear()
+        self.settings[DRAFT_BACKEND_SETTING] = self.draft_backend
         self.settings[SESSIONS_SETTING] = self.sessions
         self.settings[PING_INTERVAL_SETTING] = self.ping_interval
         self.settings["claude_lockdown_log"] = self.log
@@ -237,6 +286,7 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
         """The page, the terminal, the session and course APIs; with lockdown, the gate."""
         self.handlers.extend(default_handlers)
         self.handlers.extend(course_handlers)
+        self.handlers.extend(draft_handlers)
         if self.lockdown:
             assert self.serverapp is not None
             lockdown_mod.install_gate(
@@ -250,6 +300,11 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
         settings = self.serverapp.web_app.settings
         settings.setdefault("last_activity_times", {})["claude"] = utcnow()
 
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """With the event loop running: fetch an author session's draft and watch it."""
+        if self.draft_backend is not None:
+            self.draft_backend.start()
+
     async def stop_extension(self) -> None:
         """Stop the terminal processes and the tutor-marker recordings still under way."""
         sessions: SessionManager | None = getattr(self, "sessions", None)
@@ -258,3 +313,6 @@ class ClaudeHubApp(ExtensionAppJinjaMixin, ExtensionApp):
         backend: CourseBackend | None = getattr(self, "course_backend", None)
         if backend is not None:
             await backend.close()
+        drafts: DraftBackend | None = getattr(self, "draft_backend", None)
+        if drafts is not None:
+            await drafts.close()

@@ -24,6 +24,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from claudehub.contract.hub import AUTH_RESOURCE
 
 from .course_handlers import COURSE_BACKEND_SETTING, CourseBackend
+from .drafts import DRAFT_BACKEND_SETTING, DraftBackend
 from .sessions import SessionManager
 from .terminal import SESSIONS_SETTING, TerminalSocket
 
@@ -50,8 +51,14 @@ class ClaudePageHandler(ExtensionHandlerJinjaMixin, ExtensionHandlerMixin, Jupyt
             "serverName": getattr(app, "server_name", ""),
             "courseId": backend.course_id,
         }
+        template = "claude.html"
+        drafts: DraftBackend | None = self.settings.get(DRAFT_BACKEND_SETTING)
+        if drafts is not None:  # an author session: the draft's page
+            template = "author.html"
+            page_config["draftId"] = drafts.draft_id
+            page_config["authorClasses"] = list(getattr(app, "author_classes", []))
         html = self.render_template(
-            "claude.html",
+            template,
             page_config_json=json.dumps(page_config).replace("</", "<\\/"),
             static=self.static_url,
             user=page_config["user"],

@@ -22,7 +22,9 @@ session), the CLI starts in the draft folder instead, under the author policy
 (``managed-settings-author.json``: Read/Glob/Grep as for a learner, plus Write and Edit on
 ``./**``, the draft folder only), with the tools Read, Glob, Grep, Write and Edit, no course
 folder added, and the product's author instructions (``author/CLAUDE.md`` beside this module,
-never a file of the draft's) appended to its system prompt. A draft folder that is missing
+never a file of the draft's) appended to its system prompt. The server extension makes the
+draft folder from the course service's copy as the server starts (it appears whole, by a
+rename), so the launcher waits for it (``draft_wait``); a draft folder still missing then
 stops the launch: falling back to ``$HOME`` would make the home folder the writable one.
 
 It writes nothing outside ``$HOME``. The tool policy itself lives in the managed settings
@@ -62,7 +64,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application
 
 from claudehub.contract import env as contract_env
@@ -74,6 +76,10 @@ ALLOWED_TOOLS: tuple[str, ...] = ("Read", "Glob", "Grep")
 #: (the author policy allows Write and Edit on ``./**`` only; ``--restricted`` confines them
 #: to the working directory too).
 AUTHOR_TOOLS: tuple[str, ...] = (*ALLOWED_TOOLS, "Write", "Edit")
+#: The author session's write rules, the author policy's own, also passed as
+#: ``--allowedTools``: the image's managed settings ignore flag rules
+#: (``allowManagedPermissionRulesOnly``), and local mode, which installs none, needs them.
+AUTHOR_WRITE_RULES: tuple[str, ...] = ("Edit(./**)", "Write(./**)")
 
 #: The CLI version this launcher and the managed settings were checked against (package.json).
 PINNED_CLI_VERSION = "2.1.328"
@@ -275,11 +281,13 @@ def build_command(
     extra_args: Sequence[str] = (),
     tools: Sequence[str] = ALLOWED_TOOLS,
     add_dir: bool = True,
+    allowed_rules: Sequence[str] = (),
 ) -> list[str]:
     """The argv that starts the CLI read-only in ``course_dir``.
 
-    Author mode passes ``tools=AUTHOR_TOOLS`` and ``add_dir=False`` (the draft folder is the
-    working directory, and nothing else is added to it).
+    Author mode passes ``tools=AUTHOR_TOOLS``, ``add_dir=False`` (the draft folder is the
+    working directory, and nothing else is added to it) and ``allowed_rules`` (its write
+    rules, as ``--allowedTools``).
 
     - ``--tools Read,Glob,Grep``: the only built-in tools offered to the model (an allowlist,
       so tools a later release adds stay out);
@@ -308,6 +316,8 @@ def build_command(
     ]
     if add_dir:
         argv += ["--add-dir", course_dir]
+    if allowed_rules:
+        argv += ["--allowedTools", ",".join(allowed_rules)]
     if model:
         argv += ["--model", model]
     if system_prompt:
@@ -533,6 +543,12 @@ class Launcher(Application):
     def _default_managed_settings(self) -> str:
         return str(PACKAGED_AUTHOR_SETTINGS if self.draft_dir else PACKAGED_MANAGED_SETTINGS)
 
+    draft_wait = Float(
+        60.0,
+        help="""Author mode: seconds to wait for the draft folder to appear (the server
+        extension fetches it from the course service as the server starts).""",
+    ).tag(config=True)
+
     author_instructions = Unicode(
         str(AUTHOR_INSTRUCTIONS),
         help="""Author mode: the product's instructions appended to Claude's system prompt
@@ -557,8 +573,14 @@ class Launcher(Application):
         """The course folder, or ``home`` when none is set or it is missing; in author mode
         the draft folder, which must exist (:class:`LaunchError` otherwise)."""
         if self.draft_dir:
+            deadline = time.monotonic() + self.draft_wait
+            while not os.path.isdir(self.draft_dir) and time.monotonic() < deadline:
+                time.sleep(0.2)  # a process of its own, about to exec: nothing else to run
             if not os.path.isdir(self.draft_dir):
-                raise LaunchError(f"the draft folder {self.draft_dir} is missing")
+                raise LaunchError(
+                    f"the draft folder {self.draft_dir} is missing: the draft could not be "
+                    "fetched from the course service (see the page)"
+                )
             return os.path.abspath(self.draft_dir)
         if self.course_dir and os.path.isdir(self.course_dir):
             return os.path.abspath(self.course_dir)
@@ -600,6 +622,7 @@ class Launcher(Application):
             extra_args=["--continue"] if resume else [],
             tools=AUTHOR_TOOLS if author else ALLOWED_TOOLS,
             add_dir=not author,
+            allowed_rules=AUTHOR_WRITE_RULES if author else (),
         )
         env = build_env(
             {k: v for k, v in environ.items() if k != NEW_CONVERSATION_ENV},

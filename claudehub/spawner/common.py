@@ -216,6 +216,7 @@ class SandboxSpawnerMixin(HasTraits):
         if self.draft_id:
             env[contract_env.DRAFT_ID] = self.draft_id
             env[contract_env.DRAFT_DIR] = draft_dir
+            env[contract_env.AUTHOR_CLASSES] = ",".join(self.instructed_classes())
         if self.progress_url:
             env[contract_env.PROGRESS_URL] = self.progress_url
         return env
@@ -397,6 +398,23 @@ class SandboxSpawnerMixin(HasTraits):
         data = await client.request("GET", "drafts", request_timeout=10)
         drafts = data.get("drafts") if isinstance(data, dict) else None
         return [d for d in drafts or [] if isinstance(d, dict) and isinstance(d.get("id"), str)]
+
+    async def claudehub_authoring(self) -> dict[str, Any] | None:
+        """What the hub's home page offers an instructor (templates call this): their
+        classes and drafts, ``drafts`` None when the course service cannot list them; None
+        for a user who instructs no class."""
+        classes = self.instructed_classes()
+        if not classes:
+            return None
+        from claudehub.contract.course_client import ProgressAPIError
+
+        try:
+            drafts: list[dict[str, Any]] | None = await self.list_drafts()
+        except (ProgressAPIError, OSError, ValueError) as e:
+            self.log.warning("Could not list the drafts of %s: %s", self.user.name, e)  # type: ignore[attr-defined]
+            drafts = None
+        running = self.draft_id if getattr(self, "active", False) else ""
+        return {"classes": classes, "drafts": drafts, "running_draft": running}
 
     async def _apply_draft(self, options: dict[str, Any]) -> None:
         """An author session: the user instructs a class and the draft is theirs."""

@@ -119,14 +119,12 @@ class LocalSandboxSpawner(SandboxSpawnerMixin, SimpleLocalProcessSpawner):  # ty
 
     async def _prepare_course(self) -> None:
         """Fetch the chosen course's files (answers removed) into the user's home; for an
-        author session, make its draft folder (``~/drafts/<id>``, which the server extension
-        fills from the course service and sends back to it)."""
+        author session, name its draft folder (``~/drafts/<id>``, which the server extension
+        makes from the course service's copy at start and sends back to it)."""
         self._course_dir = ""
         self._draft_dir = ""
         if self.draft_id:
-            draft = Path(self.home_dir) / "drafts" / self.draft_id
-            await asyncio.to_thread(draft.mkdir, parents=True, exist_ok=True)
-            self._draft_dir = str(draft)
+            self._draft_dir = str(Path(self.home_dir) / "drafts" / self.draft_id)
             return
         if not self.course_id:
             return

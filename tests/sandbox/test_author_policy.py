@@ -85,7 +85,7 @@ def test_author_mode_command_prompt_and_missing_draft(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     draft = tmp_path / "draft"
-    launcher = Launcher(draft_dir=str(draft), claude_bin="/bin/true", shell_stub="")
+    launcher = Launcher(draft_dir=str(draft), claude_bin="/bin/true", shell_stub="", draft_wait=0)
     with pytest.raises(launcher_mod.LaunchError, match=r"draft folder .* is missing"):
         launcher.prepare({"HOME": str(home)})
     draft.mkdir()
@@ -94,6 +94,7 @@ def test_author_mode_command_prompt_and_missing_draft(tmp_path: Path) -> None:
     assert cwd == str(draft)
     assert argv[argv.index("--tools") + 1] == "Read,Glob,Grep,Write,Edit"
     assert "--add-dir" not in argv and "--restricted" in argv
+    assert argv[argv.index("--allowedTools") + 1] == "Edit(./**),Write(./**)"
     assert argv[argv.index("--setting-sources") + 1] == ""
     prompt = argv[argv.index("--append-system-prompt") + 1]
     assert "author sandbox" in prompt and "knowledge/courses.json" in prompt

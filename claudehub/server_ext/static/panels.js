@@ -19,6 +19,12 @@
  *
  * The concept graph (concepts as nodes, prerequisites as arrows, completed concepts
  * marked) is SVG drawn here: no library, nothing fetched.
+ *
+ * Author sessions (config.draftId, templates/author.html): the same stage panel shows the
+ * draft's preview as learners will see it, handed in by author.js
+ * (window.claudehubPanels.setPreview); its quizzes are judged against the saved draft
+ * ({base}claude/api/draft/judge), nothing is recorded, and the right-hand panel is
+ * author.js's (the check and Publish), not progress.
  */
 (function () {
   "use strict";
@@ -38,6 +44,7 @@
   }
 
   var config = readConfig();
+  var draftMode = !!config.draftId;
   var apiUrl = config.apiUrl || location.pathname.replace(/claude\/?$/, "") + "claude/api/";
 
   var state = {
@@ -538,8 +545,11 @@
     var scrollTop = stagePanel.scrollTop;
     stagePanel.textContent = "";
     if (!state.course) {
-      stagePanel.appendChild(el("h2", { class: "ch-panel-title" }, "Course"));
-      stagePanel.appendChild(el("p", { class: "ch-hint" }, state.error || "No course was chosen for this session."));
+      stagePanel.appendChild(el("h2", { class: "ch-panel-title" }, draftMode ? "Preview" : "Course"));
+      var none = draftMode
+        ? "The preview appears once the draft holds a course the checker can load (see the check)."
+        : "No course was chosen for this session.";
+      stagePanel.appendChild(el("p", { class: "ch-hint", id: "preview-empty" }, state.error || none));
       return;
     }
     var thumb = imageUrl(state.course.thumbnail_url);
@@ -604,7 +614,7 @@
 
   function render() {
     renderStages();
-    renderProgress();
+    if (!draftMode) renderProgress();
   }
 
   /* ---------------------------------------------------------- behaviour */
@@ -623,6 +633,10 @@
   function submitAnswer(quiz, answer) {
     state.busy[quiz.id] = true;
     renderStages();
+    if (draftMode) {
+      judgeDraft(quiz, answer);
+      return;
+    }
     api("POST", "courses/" + encodeURIComponent(state.courseId) + "/quizzes/" + encodeURIComponent(quiz.id) + "/answer", { answer: answer })
       .then(function (result) {
         state.feedback[quiz.id] = {
@@ -638,6 +652,33 @@
         state.feedback[quiz.id] = { status: "wrong", message: err.message };
         renderStages();
       });
+  }
+
+  /* An author's try of a quiz of the draft: judged as a learner's would be, nothing kept. */
+  function judgeDraft(quiz, answer) {
+    api("POST", "draft/judge", { quiz: quiz.id, answer: answer })
+      .then(function (result) {
+        state.feedback[quiz.id] = {
+          status: result.status === "correct" ? "correct" : result.status === "tutor" ? "tutor" : "wrong",
+          message: result.message || (result.correct ? "Correct." : "Not quite."),
+          explanation: result.explanation || null,
+        };
+      })
+      .catch(function (err) {
+        state.feedback[quiz.id] = { status: "wrong", message: err.message };
+      })
+      .then(function () {
+        state.busy[quiz.id] = false;
+        renderStages();
+      });
+  }
+
+  /* author.js hands in each new preview of the draft (null: the course cannot load). */
+  function setPreview(preview) {
+    state.course = preview && preview.stages ? preview : null;
+    state.courseId = null;
+    state.progress = null;
+    renderStages();
   }
 
   function refreshProgress() {
@@ -682,7 +723,7 @@
       });
   }
 
-  window.claudehubPanels = { state: state, refresh: refreshProgress, sanitize: safeFragment };
+  window.claudehubPanels = { state: state, refresh: refreshProgress, sanitize: safeFragment, setPreview: setPreview };
   render();
-  load();
+  if (!draftMode) load();
 })();
