@@ -325,6 +325,12 @@ class AssetHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc,
             return
         if user.get("kind", "user") != "user":
             raise web.HTTPError(403, "only hub users read course images")
+        authoring = self.settings.get("claudehub_authoring")
+        if authoring is not None and self.path_args:
+            # a published course's images, like the course, only for the classes it is for
+            visible = await authoring.course_filter(str(user["name"]), sees_everything(user))
+            if not visible(str(self.path_args[0])):
+                raise web.HTTPError(404, f"no course {self.path_args[0]!r}")
 
     def signed(self) -> bool:
         """Whether the request's ``exp`` and ``sig`` sign its course and path."""

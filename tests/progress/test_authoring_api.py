@@ -252,7 +252,7 @@ async def test_paper_to_published_course_for_one_class(authoring_hub: Service) -
     for method, path in (("GET", f"drafts/{draft}"), ("GET", f"drafts/{draft}/bundle")):
         code, body = await svc.json("ben", method, path)
         assert code == 403 and "another instructor's" in body["error"]
-    assert (await svc.json("ben", "GET", "drafts"))[1] == {"drafts": []}
+    assert (await svc.json("ben", "GET", "drafts"))[1] == {"drafts": [], "classes": ["beta"]}
 
     # the bundle: the paper as extracted
     resp = await svc.call("tina", "GET", f"drafts/{draft}/bundle")
@@ -334,6 +334,8 @@ async def test_paper_to_published_course_for_one_class(authoring_hub: Service) -
     assert course in alice and course not in bob
     assert "papers--bitcoin--core" in alice and "papers--bitcoin--core" in bob
     assert (await svc.json("bob", "GET", f"courses/{course}"))[0] == 404
+    assert (await svc.call("bob", "GET", f"courses/{course}/assets/thumbnail.png")).code == 404
+    assert (await svc.call("alice", "GET", f"courses/{course}/assets/thumbnail.png")).code == 200
     assert (await svc.call("bob", "GET", f"courses/{course}/bundle")).code == 404
     for quiz_id in ("ledger", "hashing"):
         code, answer = await svc.json(
@@ -408,7 +410,7 @@ async def test_bad_papers_and_urls_are_refused_naming_the_problem(authoring_hub:
     code, body = await svc.new_draft("tina")
     assert code == 400 and "'paper' file" in body["error"]
     # nothing was kept of any of them
-    assert (await svc.json("tina", "GET", "drafts"))[1] == {"drafts": []}
+    assert (await svc.json("tina", "GET", "drafts"))[1] == {"drafts": [], "classes": ["alpha"]}
     # an unsafe save is refused whole
     code, created = await svc.new_draft("tina", pdf)
     buf = io.BytesIO()

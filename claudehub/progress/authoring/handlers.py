@@ -154,7 +154,9 @@ class DraftsHandler(_AuthorHandler):
                         "published": self.published(d),
                     }
                     for d in drafts
-                ]
+                ],
+                # the classes a course may be published for (the publish form's choices)
+                "classes": sorted(self.person.instructs),
             }
         )
 
