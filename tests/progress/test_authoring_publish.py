@@ -4,6 +4,7 @@ step after the commit fails, and course ids that are not the draft's to take."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,10 +32,14 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
+def init_bare(path: Path) -> None:
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+
+
 @pytest_asyncio.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[tuple[Publisher, DraftStore, Path]]:
     remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    init_bare(remote)
     store = await Store.open(f"sqlite:///{tmp_path / 'progress.sqlite'}")
     repo = CourseRepository(
         tmp_path / "courses.git",
@@ -72,7 +77,7 @@ async def test_versions_are_commits_and_tags_pushed_and_rebuilt(
     assert git(remote, "rev-parse", "ledgers/v2").strip() == second["commit"]
     assert "ledgers/paper/paper.md" not in git(repo, "ls-tree", "-r", "--name-only", "main")
     # the unpacked versions are only a cache of the repository
-    subprocess.run(["rm", "-rf", str(tmp_path / "published")], check=True)
+    shutil.rmtree(tmp_path / "published")
     courses, errors = await publisher.courses()
     assert errors == [] and [c.id for c in courses] == ["ledgers"]
     assert [s.title for s in courses[0].stages] == ["Foundations", "Consensus"]
