@@ -44,6 +44,7 @@ from claudehub.spawner.startqueue import queued_start_timeout
 
 from .audit import configure_audit
 from .classes import ClassSettings, configure_classes
+from .database import configure_database
 from .pages import configure_pages
 from .settings import SettingsError, value
 
@@ -381,6 +382,9 @@ def configure_kubernetes(c: Any, settings: Mapping[str, Any], secrets: HubEnviro
     from claudehub.spawner.kube import ClaudeSpawner
 
     apply_value_traits(c, settings)
+    # The hub's SQLite commits (the chart's default database) without a wait for the disk
+    # each: they block the hub's event loop (claudehub.hub.database).
+    configure_database(c, value(settings, "chart.hubDbUrl"))
     # The chart runs configurable-http-proxy in its own Deployment.
     c.ConfigurableHTTPProxy.should_start = False
     secrets.require("proxy_auth_token", "shared with configurable-http-proxy", 16)

@@ -31,6 +31,7 @@ from claudehub.contract.hub import (
 from claudehub.contract.models import check_model_ids
 from claudehub.hub.audit import configure_audit, keyproxy_admin
 from claudehub.hub.classes import ClassSettings, configure_classes
+from claudehub.hub.database import configure_database
 from claudehub.hub.pages import configure_pages
 from claudehub.spawner.startqueue import start_timeout_for
 
@@ -293,6 +294,7 @@ def configure_local(c: Any, settings: LocalSettings) -> None:
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    configure_database(c, c.JupyterHub.db_url)  # commits without a disk wait each
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
