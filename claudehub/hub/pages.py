@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .authoring import configure_authoring
+from .drafting import configure_authoring
 
 #: The folder holding the hub's page templates.
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
