@@ -14,10 +14,15 @@ def _escape(text: str) -> str:
 
 
 def make_pdf(
-    pages: list[list[str]], *, figure: tuple[int, int] | None = None, title: str = ""
+    pages: list[list[str]],
+    *,
+    figure: tuple[int, int] | None = None,
+    title: str = "",
+    blank: bool = False,
 ) -> bytes:
     """A PDF with one page per entry of ``pages`` (its lines of text); with ``figure``
-    (width, height) every page also shows a gradient image of that size."""
+    (width, height) every page also shows a gradient image of that size (``blank``: a black
+    one, which compresses to almost nothing whatever its size)."""
     objects: list[bytes] = []
 
     def add(body: bytes) -> int:
@@ -30,8 +35,12 @@ def make_pdf(
     image = None
     if figure is not None:
         w, h = figure
-        raw = bytes(
-            v for y in range(h) for x in range(w) for v in (x * 255 // w, y * 255 // h, 128)
+        raw = (
+            bytes(w * h * 3)
+            if blank
+            else bytes(
+                v for y in range(h) for x in range(w) for v in (x * 255 // w, y * 255 // h, 128)
+            )
         )
         data = zlib.compress(raw)
         image = add(

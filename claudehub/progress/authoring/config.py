@@ -83,6 +83,18 @@ class Authoring(Configurable):
         60, help="Most figures extracted from a paper (the rest are counted, not kept)."
     ).tag(config=True)
 
+    extract_timeout = Float(
+        60.0,
+        help="""Seconds the extraction of one paper may take (it runs in a child process,
+        killed then: the paper is refused).""",
+    ).tag(config=True)
+
+    extract_memory_bytes = Int(
+        1024 * MiB,
+        help="""Address space of the child process that extracts a paper (a PDF needing more
+        is refused, the service is unharmed).""",
+    ).tag(config=True)
+
     max_draft_bytes = Int(
         50 * MiB,
         help="Largest draft folder accepted by PUT api/drafts/<id>/files (uncompressed bytes).",

@@ -22,8 +22,9 @@ from ..handlers import BaseHandler
 from .access import HubPeople, PeopleUnavailable, Person
 from .config import Authoring
 from .drafts import DRAFT_ID, Draft, DraftError, DraftStore
-from .extract import extract_pdf
+from .extract import check_pdf
 from .intake import IntakeError, fetch_paper, parse_networks
+from .isolate import extract_isolated
 from .preview import check_draft, judge_draft, preview_of
 from .publish import Publisher, PublishError
 
@@ -187,14 +188,16 @@ class DraftsHandler(_AuthorHandler):
                 source = {"kind": "url", "url": url[:2000]}
             else:
                 raise IntakeError(400, "send a 'paper' file (a PDF) or a 'url' to fetch it from")
-            paper = await asyncio.to_thread(
-                extract_pdf,
+            check_pdf(data, cfg.max_upload_bytes)  # cheap refusals before a process starts
+            paper = await extract_isolated(
                 data,
                 max_bytes=cfg.max_upload_bytes,
                 max_pages=cfg.max_pages,
                 max_figures=cfg.max_figures,
                 title=title,
                 source=source,
+                time_limit=cfg.extract_timeout,
+                memory_limit=cfg.extract_memory_bytes,
             )
         except IntakeError as e:
             log.info("Paper refused for %s: %s", self.user_name, e.message)
