@@ -41,6 +41,8 @@ def test_authoring_values_reach_the_course_service(renderings: dict[str, Renderi
         "--Authoring.repository=/var/lib/claudehub-authoring/courses.git",
         "--Authoring.max_upload_bytes=20971520",
         "--Authoring.max_pages=120",
+        "--Authoring.extract_memory_bytes=402653184",
+        "--Authoring.extract_timeout=60",
         "--Authoring.remote_url=git@git.example.org:courses/published.git",
         "--Authoring.deploy_key_file=/etc/claudehub/deploy-key/ssh-privatekey",
         "--Authoring.known_hosts_file=/etc/claudehub/known_hosts",
