@@ -10,13 +10,14 @@ NODE_STAMP := node_modules/.installed
 VENDOR := claudehub/server_ext/static/vendor
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: help setup run test tier lint typecheck pytest images podman bench-keyproxy bench-terminal bench-images clean
+.PHONY: help setup run test tier lint typecheck pytest images images-previous podman bench-keyproxy bench-terminal bench-images clean
 
 help:
 	@echo "make run    start local mode on http://127.0.0.1:8000"
 	@echo "make test   install what the suite needs and run it (lint, types, pytest)"
 	@echo "make tier T=tests/proxy  run one tier's tests only (no lint, types or image builds)"
 	@echo "make images build localhost/claudehub/{sandbox,hub}:dev with podman"
+	@echo "make images-previous  the previous version's images (:previous) for the upgrade test"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -95,6 +96,55 @@ images: podman
 	  || { tail -n 40 .images-hub.log; exit 1; }
 	@$(PODMAN) images --filter reference='localhost/claudehub/*' --format '{{.Repository}}:{{.Tag}} {{.Size}}'
 
+# The previous version, for the upgrade test (tests/containers/test_upgrade.py): both images
+# of a fixed older commit under the tag `previous`, labelled with the commit (the test renders
+# that commit's chart). While its build inputs other than the code (PREVIOUS_INPUTS) are
+# today's and every package it pins (images/constraints.txt) is pinned today at the same
+# version, its images are today's with its claudehub package (and hub configuration, managed
+# settings, entrypoint) copied in from its tree (git archive; images/previous/*.Dockerfile):
+# seconds instead of minutes, and the same files its own Dockerfiles would install (packages
+# new since then are present and unused). Otherwise (or with PREVIOUS_FULL=1) the old tree is
+# built whole by its own Dockerfiles. Nothing is built when both images carry the commit's
+# label already. Why this commit: docs/operator-guide.md, "Upgrading".
+PREVIOUS_COMMIT := b592ba698bbe47dbfd2bc7e025ee483fe8c6c4b9
+PREVIOUS_TREE := build/previous
+PREVIOUS_INPUTS := package.json package-lock.json images/hub images/sandbox jupyter-config
+PREVIOUS_FULL ?=
+export PREVIOUS_FULL
+PREVIOUS_LABEL := io.claudehub.previous-commit
+PREVIOUS_BUILD = $(PODMAN) build --layers --label $(PREVIOUS_LABEL)=$(PREVIOUS_COMMIT)
+
+images-previous: images
+	@git cat-file -e '$(PREVIOUS_COMMIT)^{commit}' 2>/dev/null || { echo "images-previous:\
+	 commit $(PREVIOUS_COMMIT) (the upgrade test's previous version) is not in this clone;\
+	 a shallow clone lacks it: git fetch --unshallow"; exit 1; }
+	@built=$${PREVIOUS_FULL:+no}; for i in hub sandbox; do \
+	  $(PODMAN) image inspect --format '{{index .Config.Labels "$(PREVIOUS_LABEL)"}}' \
+	    localhost/claudehub/$$i:previous 2>/dev/null | grep -qx '$(PREVIOUS_COMMIT)' || built=no; \
+	  done; \
+	if [ "$$built" != no ]; then echo "images-previous: built already from $(PREVIOUS_COMMIT)"; else \
+	  set -e; rm -rf $(PREVIOUS_TREE) .images-previous.log && mkdir -p $(PREVIOUS_TREE); \
+	  git archive $(PREVIOUS_COMMIT) | tar -x -C $(PREVIOUS_TREE); \
+	  if [ -z "$(PREVIOUS_FULL)" ] && git diff --quiet $(PREVIOUS_COMMIT) -- $(PREVIOUS_INPUTS) \
+	    && ! git show $(PREVIOUS_COMMIT):images/constraints.txt | grep -vxFf images/constraints.txt; then \
+	    echo "images-previous: today's images with the code of $(PREVIOUS_COMMIT)"; \
+	    for i in sandbox hub; do \
+	      $(PREVIOUS_BUILD) --build-arg CURRENT=localhost/claudehub/$$i:$(IMAGE_TAG) \
+	        -f images/previous/$$i.Dockerfile -t localhost/claudehub/$$i:previous $(PREVIOUS_TREE) \
+	        >>.images-previous.log 2>&1 || { tail -n 40 .images-previous.log; exit 1; }; \
+	    done; \
+	  else \
+	    echo "images-previous: building $(PREVIOUS_COMMIT) whole (its build inputs differ from today's)"; \
+	    for i in sandbox hub; do \
+	      $(PREVIOUS_BUILD) $(BUILD_FLAGS) -f $(PREVIOUS_TREE)/images/$$i/Dockerfile \
+	        --ignorefile $(PREVIOUS_TREE)/images/$$i/Dockerfile.dockerignore \
+	        -t localhost/claudehub/$$i:previous $(PREVIOUS_TREE) \
+	        >>.images-previous.log 2>&1 || { tail -n 40 .images-previous.log; exit 1; }; \
+	    done; \
+	  fi; \
+	  rm -rf $(PREVIOUS_TREE); \
+	fi
+
 run: setup
 	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" \
 	  $(VENV)/bin/jupyterhub -f hub_config/local_config.py
@@ -106,7 +156,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: setup /usr/bin/chromium /usr/bin/strace $(CHECKOV_VENV)/.installed images
+pytest: setup /usr/bin/chromium /usr/bin/strace $(CHECKOV_VENV)/.installed images images-previous
 	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$$PATH" \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 
