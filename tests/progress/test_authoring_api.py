@@ -288,10 +288,17 @@ async def test_paper_to_published_course_for_one_class(authoring_hub: Service) -
     assert await svc.json("tina", "GET", "courses") == before
     assert not (svc.tmp / "published").exists() or not any((svc.tmp / "published").iterdir())
 
-    # fixed: the preview shows the stages and quizzes, without answers
+    # fixed: the preview shows the stages and quizzes, without answers; Claude Code
+    # configuration and a rewritten paper in the draft are never kept
     (folder / "core/knowledge/courses.json").write_text(good)
+    (folder / ".mcp.json").write_text('{"mcpServers": {}}')
+    (folder / ".claude").mkdir()
+    (folder / ".claude/settings.json").write_text('{"hooks": {}}')
+    (folder / "paper").mkdir()
+    (folder / "paper/paper.md").write_text("# not the paper\n")
     code, saved = await svc.put("tina", draft, folder)
     assert code == 200 and saved["check"]["errors"] == [], saved
+    assert {".mcp.json", ".claude/settings.json", "paper/paper.md"} <= set(saved["skipped"])
     preview = saved["preview"]
     assert [s["title"] for s in preview["stages"]] == ["Foundations", "Consensus"]
     quiz = preview["stages"][0]["quizzes"][0]
@@ -299,12 +306,10 @@ async def test_paper_to_published_course_for_one_class(authoring_hub: Service) -
     assert "answer" not in json.dumps(preview["stages"]).replace("answered", "")
     assert {"from": "ledger", "to": "hashing"} in preview["graph"]["edges"]
     # the paper is the service's: what came back under paper/ was not taken
-    assert (
-        untar((await svc.call("tina", "GET", f"drafts/{draft}/bundle")).body)[
-            "paper/paper.md"
-        ].decode()
-        == text
-    )
+    saved_files = untar((await svc.call("tina", "GET", f"drafts/{draft}/bundle")).body)
+    assert saved_files["paper/paper.md"].decode() == text
+    assert ".mcp.json" not in saved_files and ".claude/settings.json" not in saved_files
+    assert "core/knowledge/courses.json" in saved_files
 
     # quizzes judged against the draft as learners' answers are
     code, verdict = await svc.json(

@@ -163,6 +163,8 @@ class DraftsHandler(_AuthorHandler):
 
     async def post(self) -> None:
         cfg = self.authoring.settings
+        if self._size > self.body_limit:
+            raise self.fail(413, f"the paper is larger than {cfg.max_upload_bytes} bytes")
         body = b"".join(self._chunks)
         args: dict[str, list[bytes]] = {}
         files: dict[str, list[httputil.HTTPFile]] = {}
@@ -263,6 +265,8 @@ class DraftFilesHandler(_AuthorHandler):
     async def put(self, draft_id: str) -> None:
         draft = await self.draft(draft_id)
         cfg = self.authoring.settings
+        if self._size > self.body_limit:
+            raise self.fail(413, f"the draft is larger than {self.body_limit} bytes")
         try:
             skipped = await self.authoring.drafts.save_files(
                 draft,
