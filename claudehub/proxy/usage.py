@@ -213,6 +213,9 @@ inflight_table = sa.Table(
     sa.Column("tokens", sa.BigInteger, nullable=False),
 )
 
+#: Seconds a request waits for its reservation to be written before it goes on regardless.
+RESERVE_WAIT = 2.0
+
 #: The status of a usage row charged from a reservation its key proxy never settled.
 CUT_STATUS = 0
 
@@ -238,6 +241,18 @@ class UsageStore:
             kwargs["connect_args"] = {"check_same_thread": False}
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        if url.startswith("postgresql"):
+            # A database host that vanished (its pod killed, its node gone) answers nothing:
+            # without these a write waits for TCP's own timeout (minutes), and with it every
+            # request's reservation (libpq: connect, unacknowledged-send and keepalive limits).
+            kwargs["connect_args"] = {
+                "connect_timeout": 5,
+                "tcp_user_timeout": 5000,
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 2,
+            }
         self.engine = sa.create_engine(url, pool_pre_ping=True, **kwargs)
         self._schema_ready = False
 
@@ -467,6 +482,7 @@ class UsageRecorder:
         #: heartbeats under the same id; a reservation outliving it is charged).
         self.replica = uuid.uuid4().hex
         self.reserved = 0
+        self.reserve_errors = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "claudehub-usage")
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -536,7 +552,14 @@ class UsageRecorder:
         self._to_reserve.append((row, done))
         if self._reserver is None or self._reserver.done():
             self._reserver = asyncio.ensure_future(self._write_reservations())
-        return rid if await done else None
+        try:
+            # A slow database delays an answer by this much at most; the reservation is
+            # still written (and released) after the request went on.
+            ok = await asyncio.wait_for(asyncio.shield(done), RESERVE_WAIT)
+        except TimeoutError:
+            log.warning("Reserving usage took over %g s: the request goes on", RESERVE_WAIT)
+            return rid
+        return rid if ok else None
 
     async def _write_reservations(self) -> None:
         # Group commit: whoever arrived while a batch was written goes in the next one.
@@ -545,7 +568,7 @@ class UsageRecorder:
             try:
                 await self.run_in_db(self.store.reserve, [row for row, _ in batch])  # type: ignore[union-attr]
             except sa.exc.SQLAlchemyError as e:
-                self.errors += 1
+                self.reserve_errors += 1
                 log.warning(
                     "Cannot reserve usage for %d requests (counted in memory): %s", len(batch), e
                 )
