@@ -318,6 +318,8 @@ VALUE_TRAITS: dict[str, tuple[str, Convert | None]] = {
     "hub.startTimeout": ("ClaudeSpawner.sandbox_start_timeout", None),
     "chart.sandboxNamespace": ("ClaudeSpawner.namespace", None),
     "chart.sandboxImage": ("ClaudeSpawner.image", None),
+    "chart.sandboxAuthorImage": ("ClaudeSpawner.author_image", None),
+    "sandbox.draftSizeLimit": ("ClaudeSpawner.draft_size_limit", None),
     "chart.sandboxPriorityClass": ("ClaudeSpawner.priority_class_name", _unless_empty),
     "chart.keyproxyUrl": ("ClaudeSpawner.keyproxy_url", None),
     "chart.progressUrl": ("ClaudeSpawner.progress_url", _services_path),
@@ -352,6 +354,8 @@ CHART_ONLY = (
     "sandbox.createNamespace",
     "sandbox.image.repository",
     "sandbox.image.tag",
+    "sandbox.authorImage.repository",
+    "sandbox.authorImage.tag",
     "sandbox.quota",
     "sandbox.limitRange",
 )

@@ -55,6 +55,7 @@ CHART_KEYS = (
     "sandboxNamespace",
     "sandboxImage",
     "sandboxPriorityClass",
+    "sandboxAuthorImage",
     "keyproxyUrl",
     "progressUrl",
     "tokenSecretFile",

@@ -13,6 +13,7 @@ import asyncio
 import copy
 import dataclasses
 import gc
+import json
 import logging
 import os
 import signal
@@ -299,8 +300,19 @@ class KeyProxyApp(TokenSecretMixin, Application):
 
     @validate("author_limits")
     def _check_author_limits(self, proposal: Any) -> dict[str, Any]:
+        value = dict(proposal["value"])
+        for key, item in value.items():
+            # the command line gives key=value pairs as strings: each value is JSON there
+            # (--KeyProxyApp.author_limits=daily_token_budget=100, the chart's form)
+            if isinstance(item, str):
+                try:
+                    value[key] = json.loads(item)
+                except ValueError:
+                    raise TraitError(
+                        f"KeyProxyApp.author_limits.{key}: {item!r} is not a JSON value"
+                    ) from None
         try:
-            return parse_limits(proposal["value"], "KeyProxyApp.author_limits")
+            return parse_limits(value, "KeyProxyApp.author_limits")
         except ValueError as e:
             raise TraitError(str(e)) from None
 

@@ -209,3 +209,18 @@ def test_a_class_list_allowing_every_model_stops_the_hub_with_one_line() -> None
         validate(settings, schema)
     assert "classes.physics.limits.allowedModels" in str(err.value)
     assert "would allow every model" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_author_sessions_limits_reach_their_trait() -> None:
+    """keyproxy.limits.authors (docs/authoring.md) becomes KeyProxyApp.author_limits, only the
+    fields given (the others stay the learners' defaults); absent, no argument at all."""
+    authors = {"dailyTokenBudget": 3000000, "rateLimitPerMinute": 12, "models": ["claude-opus-4-*"]}
+    app = _app_from(_rendering(keyproxy={"limits": {"authors": authors}}))
+    assert app.author_limits == {
+        "daily_token_budget": 3_000_000,
+        "rate_limit_per_minute": 12,
+        "allowed_models": ["claude-opus-4-*"],
+    }
+    assert _app_from(_rendering()).author_limits == {}
+    with pytest.raises(Exception, match="budget"):
+        _rendering(keyproxy={"limits": {"authors": {"budget": 5}}})

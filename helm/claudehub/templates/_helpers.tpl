@@ -124,6 +124,10 @@ app.kubernetes.io/component: sandbox
 {{- printf "%s:%s" .Values.sandbox.image.repository (default .Chart.AppVersion .Values.sandbox.image.tag) }}
 {{- end }}
 
+{{- define "claudehub.sandbox.authorImage" -}}
+{{- printf "%s:%s" .Values.sandbox.authorImage.repository (default .Chart.AppVersion .Values.sandbox.authorImage.tag) }}
+{{- end }}
+
 {{- define "claudehub.imagePullSecrets" -}}
 imagePullSecrets:
 {{- range .Values.imagePullSecrets }}

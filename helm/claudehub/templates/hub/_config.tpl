@@ -30,6 +30,7 @@ each key onto the trait it sets: a values key is never renamed or given a second
   "proxyApiUrl" (printf "http://%s.%s.svc:8001" (include "claudehub.proxy.api" .) .Release.Namespace)
   "sandboxNamespace" (include "claudehub.sandbox.namespace" .)
   "sandboxImage" (include "claudehub.sandbox.image" .)
+  "sandboxAuthorImage" (ternary (include "claudehub.sandbox.authorImage" .) "" $v.authoring.enabled)
   "sandboxPriorityClass" (ternary (include "claudehub.sandbox.priorityClass" .) "" $v.sandbox.quota.enabled)
   "keyproxyUrl" (include "claudehub.keyproxy.url" .)
   "progressUrl" (include "claudehub.progress.url" .)
