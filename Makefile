@@ -75,6 +75,8 @@ IMAGE_TAG ?= dev
 BUILD_EXTRA ?=
 BASE_IMAGE ?= localhost/claudehub/debian:bookworm-slim
 SANDBOX_IMAGE := localhost/claudehub/sandbox:$(IMAGE_TAG)
+# the author sandbox (docs/authoring.md): the sandbox image with the author policy
+AUTHOR_IMAGE := localhost/claudehub/sandbox-author:$(IMAGE_TAG)
 HUB_IMAGE := localhost/claudehub/hub:$(IMAGE_TAG)
 HOST_CA := /etc/ssl/certs/ca-certificates.crt
 BUILD_FLAGS := --build-arg BASE_IMAGE=$(BASE_IMAGE) --layers $(BUILD_EXTRA) \
@@ -91,6 +93,9 @@ images: podman
 	$(PODMAN) build $(BUILD_FLAGS) -f images/sandbox/Dockerfile \
 	  --ignorefile images/sandbox/Dockerfile.dockerignore -t $(SANDBOX_IMAGE) . >.images-sandbox.log 2>&1 \
 	  || { tail -n 40 .images-sandbox.log; exit 1; }
+	$(PODMAN) build --layers --build-arg SANDBOX_IMAGE=$(SANDBOX_IMAGE) -f images/sandbox/Dockerfile.author \
+	  --ignorefile images/sandbox/Dockerfile.dockerignore -t $(AUTHOR_IMAGE) . >.images-author.log 2>&1 \
+	  || { tail -n 40 .images-author.log; exit 1; }
 	$(PODMAN) build $(BUILD_FLAGS) -f images/hub/Dockerfile \
 	  --ignorefile images/hub/Dockerfile.dockerignore -t $(HUB_IMAGE) . >.images-hub.log 2>&1 \
 	  || { tail -n 40 .images-hub.log; exit 1; }
