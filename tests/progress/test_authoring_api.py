@@ -158,10 +158,19 @@ def untar(data: bytes) -> dict[str, bytes]:
         }
 
 
+def with_figure(modules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``modules`` whose first lesson shows the paper's first figure."""
+    first = modules[0]["lessons"][0]
+    first["content"] += "\n\n![Figure 1](paper/figures/page-1-1.png)"
+    return modules
+
+
 def write_draft(folder: Path, modules: Any = None) -> Path:
-    """What Claude writes: the paper's card, a thumbnail and one course, "core"."""
+    """What Claude writes: the paper's card, a thumbnail and one course, "core", whose first
+    lesson shows the paper's first figure."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_catalogue_course(folder, "core", modules=modules, paper=PAPER)
+    mods = with_figure(catalogue_modules() if modules is None else modules)
+    write_catalogue_course(folder, "core", modules=mods, paper=PAPER)
     (folder / "thumbnail.png").write_bytes(png(64, 48))
     return folder
 
@@ -261,6 +270,7 @@ async def test_paper_to_published_course_for_one_class(authoring_hub: Service) -
     text = files["paper/paper.md"].decode()
     assert "## Page 1" in text and "## Page 2" in text and "Multi-head attention" in text
     assert files["paper/figures/page-1-1.png"].startswith(b"\x89PNG")
+    assert files["thumbnail.png"].startswith(b"\x89PNG")  # made from the figure
     meta = json.loads(files["paper/paper.json"])
     assert meta["pages"] == 2 and meta["figures"][0]["page"] == 1
 
@@ -332,6 +342,7 @@ async def test_paper_to_published_course_for_one_class(authoring_hub: Service) -
     tree = git_tree(svc.tmp / "courses.git")
     assert f"{course}/core/knowledge/courses.json" in tree
     assert not any(name.startswith(f"{course}/paper/") for name in tree)
+    assert f"{course}/assets/paper/figures/page-1-1.png" in tree
 
     # alpha's learner sees the card and takes stage 1; beta's does not even see it
     alice = [c["id"] for c in (await svc.json("alice", "GET", "courses"))[1]["courses"]]
@@ -341,6 +352,13 @@ async def test_paper_to_published_course_for_one_class(authoring_hub: Service) -
     assert (await svc.json("bob", "GET", f"courses/{course}"))[0] == 404
     assert (await svc.call("bob", "GET", f"courses/{course}/assets/thumbnail.png")).code == 404
     assert (await svc.call("alice", "GET", f"courses/{course}/assets/thumbnail.png")).code == 200
+    # the lesson shows the paper's figure, served from the published course
+    code, detail = await svc.json("alice", "GET", f"courses/{course}")
+    html = detail["stages"][0]["concepts"][0]["content_html"]
+    src = html.split('src="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert "/assets/assets/paper/figures/page-1-1.png" in src
+    figure = await svc.call("alice", "GET", src.split("/api/", 1)[1])
+    assert figure.code == 200 and figure.body.startswith(b"\x89PNG")
     assert (await svc.call("bob", "GET", f"courses/{course}/bundle")).code == 404
     for quiz_id in ("ledger", "hashing"):
         code, answer = await svc.json(

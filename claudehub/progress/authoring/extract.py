@@ -11,7 +11,10 @@ What lands in ``paper/``:
 - ``paper.md``: the text, one ``## Page N`` section per page, the marker Claude cites by;
 - ``figures/page-<N>-<K>.png``: the page's embedded images (tiny ones skipped), as PNG;
 - ``paper.json``: the metadata (title, pages, figures with their page and size, characters,
-  the PDF's SHA-256 and where it came from).
+  the PDF's SHA-256 and where it came from);
+
+and beside ``paper/``, the course card's ``thumbnail.png``: the paper's biggest figure, or
+a title card when it has none (Claude writes text files only).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageDraw
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError, PyPdfError
 
@@ -38,6 +41,8 @@ MIN_FIGURE_SIDE = 32
 #: a figure's longest side is scaled down to this
 MAX_FIGURE_SIDE = 2000
 MAX_TEXT_CHARS = 2_000_000
+#: the largest side of the card picture made from the paper
+THUMBNAIL_WIDTH = 640
 
 
 @dataclass
@@ -98,6 +103,29 @@ def _figure_png(image: Any) -> tuple[bytes, int, int] | None:
     out = io.BytesIO()
     pil.save(out, format="PNG", optimize=False)
     return out.getvalue(), width, height
+
+
+def thumbnail_png(figure: bytes | None, title: str) -> bytes:
+    """A card picture (at most :data:`THUMBNAIL_WIDTH` wide): ``figure`` scaled, or a plain
+    card with ``title`` written on it."""
+    if figure is not None:
+        image = Image.open(io.BytesIO(figure))
+        image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH))
+    else:
+        image = Image.new("RGB", (THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 9 // 16), (38, 48, 71))
+        draw = ImageDraw.Draw(image)
+        words, lines, line = title.split(), [], ""
+        for word in words:
+            if len(line) + len(word) > 40 and line:
+                lines.append(line)
+                line = ""
+            line = f"{line} {word}".strip()
+        lines.append(line)
+        for i, text in enumerate(lines[:6]):
+            draw.text((32, 32 + 28 * i), text, fill=(240, 240, 240), font_size=22)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def extract_pdf(
@@ -165,6 +193,7 @@ def extract_pdf(
             files[f"paper/{name}"] = png[0]
             figures.append({"file": name, "page": number, "width": png[1], "height": png[2]})
     full_text = "\n".join(sections)
+    biggest = max(figures, key=lambda f: f["width"] * f["height"], default=None)
     paper_title = _title(reader, full_text.replace("## Page 1", "", 1), title)
     files["paper/paper.md"] = (
         f"# {paper_title}\n\n"
@@ -182,6 +211,10 @@ def extract_pdf(
         "extractor": "pypdf",
     }
     files["paper/paper.json"] = (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode()
+    # Claude writes text only: the card's picture is the paper's biggest figure, else a
+    # plain title card (replaceable by any thumbnail.png the draft later holds)
+    source_png = files[f"paper/{biggest['file']}"] if biggest else None
+    files["thumbnail.png"] = thumbnail_png(source_png, paper_title)
     return Extracted(
         title=paper_title,
         pages=len(pages),

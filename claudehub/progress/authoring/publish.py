@@ -39,6 +39,10 @@ from .repository import CourseRepository, RepositoryError
 log = logging.getLogger(__name__)
 
 SOURCE = "authoring"
+#: The paper's figures are published where the catalogue layout looks for lesson images
+#: (``assets/``, render.CATALOGUE_IMAGE_FOLDER), so ``![...](paper/figures/page-3-1.png)`` in
+#: a lesson shows it; the paper's text (``paper/paper.md``, ``paper/paper.json``) is not.
+PUBLISHED_FIGURES = {f"{PAPER_DIR}/figures": f"assets/{PAPER_DIR}/figures"}
 _TAG = re.compile(r"/v(\d+)$")
 
 
@@ -206,7 +210,7 @@ class Publisher:
         )
         try:
             commit, parent = await self.repo.commit_version(
-                course_id, draft.files, {PAPER_DIR}, version, message
+                course_id, draft.files, {PAPER_DIR}, version, message, also=PUBLISHED_FIGURES
             )
         except (RepositoryError, OSError) as e:
             raise PublishError(500, f"the course repository refused the commit: {e}") from None

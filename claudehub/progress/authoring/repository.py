@@ -126,10 +126,17 @@ class CourseRepository:
         return out.decode().split()
 
     async def commit_version(
-        self, course_id: str, source: Path, skip_top: set[str], version: int, message: str
+        self,
+        course_id: str,
+        source: Path,
+        skip_top: set[str],
+        version: int,
+        message: str,
+        also: dict[str, str] | None = None,
     ) -> tuple[str, str | None]:
-        """Commit ``source`` (its top-level names in ``skip_top`` left out) as the folder
-        ``<course_id>/`` and tag it ``<course_id>/v<version>``; (commit, previous head)."""
+        """Commit ``source`` (its top-level names in ``skip_top`` left out; each folder of
+        ``also`` copied to its new place) as the folder ``<course_id>/`` and tag it
+        ``<course_id>/v<version>``; (commit, previous head)."""
         async with self._lock:
             await self.ensure()
             parent = await self.head()
@@ -145,6 +152,11 @@ class CourseRepository:
                     ],
                     symlinks=False,
                 )
+                for src, dst in (also or {}).items():
+                    if (source / src).is_dir():
+                        await asyncio.to_thread(
+                            shutil.copytree, source / src, tree_root / course_id / dst
+                        )
                 index = str(tmp / "index")
                 if parent:
                     await self.git("read-tree", parent, GIT_INDEX_FILE=index)
