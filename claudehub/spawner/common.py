@@ -246,7 +246,13 @@ class SandboxSpawnerMixin(HasTraits):
         return str(token)
 
     async def list_course_choices(self) -> list[dict[str, Any]]:
-        """The courses this user may pick (empty when none are configured)."""
+        """The courses this user may pick (empty when none are configured).
+
+        The course service's list is reused for COURSE_LIST_SECONDS: one start reads it
+        twice (the picker form's check, then the options'), a refused start (HTTP 429)
+        again on each retry, and with a class starting at once those round trips through
+        a busy hub timed out (benchmarks/scale).
+        """
         if self.course_choices is not None:
             result = self.course_choices(self)
             if isinstance(result, Awaitable):
@@ -256,9 +262,15 @@ class SandboxSpawnerMixin(HasTraits):
             return []
         from claudehub.contract.course_client import list_courses
 
+        now = time.monotonic()
+        cached = getattr(self, "_claudehub_courses", None)
+        if cached and cached[1] > now:
+            return list(cached[0])
         # The course service only answers hub users: ask as this user, with a short-lived
         # token that can do nothing but reach that service.
-        return await list_courses(self.progress_url, self._course_service_token())
+        courses = await list_courses(self.progress_url, self._course_service_token())
+        self._claudehub_courses = (courses, now + COURSE_LIST_SECONDS)
+        return list(courses)
 
     async def learner_progress(self) -> dict[str, dict[str, Any]]:
         """This user's progress by course id (``GET api/progress``, as the user).
@@ -451,6 +463,11 @@ class SandboxSpawnerMixin(HasTraits):
 
 #: Seconds a token minted for the hub's course pages lives (reused for half of it).
 SERVICE_TOKEN_LIFETIME = 300
+
+#: Seconds a user's course list from the course service is reused by their spawner (a
+#: course added meanwhile shows up that much later; a removed one still fails its start at
+#: the course fetch, saying so).
+COURSE_LIST_SECONDS = 30.0
 
 
 async def render_options_form(spawner: SandboxSpawnerMixin) -> str:

@@ -32,6 +32,8 @@ ACCESS_SCOPE = "access:services!service=progress"
 class FakeHubAPI:
     url: str
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: every token the service asked about, in order
+    checks: list[str] = field(default_factory=list)
 
     def add_user(self, token: str, name: str, *, admin: bool = False, scopes: Any = None) -> None:
         self.tokens[token] = {
@@ -47,6 +49,7 @@ class _UserHandler(web.RequestHandler):
     def get(self) -> None:
         header = self.request.headers.get("Authorization", "")
         token = header.split(None, 1)[1] if " " in header else ""
+        self.settings["checks"].append(token)
         model = self.settings["tokens"].get(token)
         if model is None:
             raise web.HTTPError(403)
@@ -58,7 +61,9 @@ async def running_fake_hub() -> AsyncIterator[FakeHubAPI]:
     """Serve the fake hub API on the current event loop."""
     port = free_port()
     hub = FakeHubAPI(url=f"http://127.0.0.1:{port}/hub/api")
-    server = HTTPServer(web.Application([(r"/hub/api/user", _UserHandler)], tokens=hub.tokens))
+    server = HTTPServer(
+        web.Application([(r"/hub/api/user", _UserHandler)], tokens=hub.tokens, checks=hub.checks)
+    )
     server.listen(port, "127.0.0.1")
     try:
         yield hub
