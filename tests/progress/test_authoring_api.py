@@ -315,6 +315,17 @@ async def test_paper_to_published_course_for_one_class(authoring_hub: Service) -
     assert quiz["id"] == "ledger" and quiz["options"] == ["Weather", "Transactions", "Music"]
     assert "answer" not in json.dumps(preview["stages"]).replace("answered", "")
     assert {"from": "ledger", "to": "hashing"} in preview["graph"]["edges"]
+    # the preview's figure and thumbnail load by their signed URLs alone (a plain <img>)
+    html = preview["stages"][0]["concepts"][0]["content_html"]
+    src = html.split('src="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert src.startswith(f"/services/progress/api/drafts/{draft}/assets/")
+    for url in (src, preview["thumbnail_url"]):
+        image = await AsyncHTTPClient().fetch(svc.hub.public + url, raise_error=False)
+        assert image.code == 200 and image.body.startswith(b"\x89PNG"), url
+    forged = await AsyncHTTPClient().fetch(
+        svc.hub.public + src.replace("sig=", "sig=0"), raise_error=False
+    )
+    assert forged.code == 403
     # the paper is the service's: what came back under paper/ was not taken
     saved_files = untar((await svc.call("tina", "GET", f"drafts/{draft}/bundle")).body)
     assert saved_files["paper/paper.md"].decode() == text

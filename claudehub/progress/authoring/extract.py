@@ -108,6 +108,7 @@ def _figure_png(image: Any) -> tuple[bytes, int, int] | None:
 def thumbnail_png(figure: bytes | None, title: str) -> bytes:
     """A card picture (at most :data:`THUMBNAIL_WIDTH` wide): ``figure`` scaled, or a plain
     card with ``title`` written on it."""
+    image: Image.Image
     if figure is not None:
         image = Image.open(io.BytesIO(figure))
         image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH))

@@ -12,20 +12,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tornado import httputil, web
 
-from ..handlers import BaseHandler
+from ..assets import DEFAULT_MAX_ASSET_BYTES, MAX_ASSET_SETTING, AssetRefused, read_asset
+from ..handlers import BaseHandler, asset_signer
+from ..render import ImageLinks
 from .access import HubPeople, PeopleUnavailable, Person
 from .config import Authoring
 from .drafts import DRAFT_ID, Draft, DraftError, DraftStore
 from .extract import check_pdf
 from .intake import IntakeError, fetch_paper, parse_networks
 from .isolate import extract_isolated
-from .preview import check_draft, judge_draft, preview_of
+from .preview import (
+    DRAFT_ASSET_KEY,
+    check_draft,
+    draft_asset_path,
+    draft_links,
+    judge_draft,
+    preview_of,
+)
 from .publish import Publisher, PublishError
 
 log = logging.getLogger(__name__)
@@ -115,6 +125,11 @@ class _AuthorHandler(BaseHandler):
             return await self.authoring.drafts.get(draft_id, self.user_name)
         except DraftError as e:
             raise self.fail(e.status, e.message) from None
+
+    def links(self, draft: Draft) -> ImageLinks:
+        """Signed links to ``draft``'s images, for its preview."""
+        prefix = self.settings["claudehub_prefix"]
+        return draft_links(prefix, draft.id, asset_signer(self), time.time())
 
     def published(self, draft: Draft) -> list[dict[str, Any]]:
         return [
@@ -228,7 +243,7 @@ class DraftHandler(_AuthorHandler):
                 "course": course_id,
                 "published": self.published(draft),
                 "check": checked.report(),
-                "preview": preview_of(checked),
+                "preview": preview_of(checked, self.links(draft)),
             }
         )
 
@@ -281,7 +296,7 @@ class DraftFilesHandler(_AuthorHandler):
         self.send(
             {
                 "check": checked.report(),
-                "preview": preview_of(checked),
+                "preview": preview_of(checked, self.links(draft)),
                 "skipped": skipped,
                 "updated": draft.updated,
             }
@@ -340,6 +355,48 @@ class DraftPublishHandler(_AuthorHandler):
         self.send(answer)
 
 
+class DraftAssetHandler(web.RequestHandler):
+    """``GET api/drafts/<id>/assets/<path>``: an image of a draft, for its preview.
+
+    Only by a URL the service signed (the preview it gave the draft's owner carries them,
+    :func:`.preview.draft_links`), so a plain ``<img>`` on the author's page loads it; the
+    checks are the course images' (:func:`claudehub.progress.assets.read_asset`).
+    """
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "default-src 'none'")
+        self.set_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.set_header("Cache-Control", "no-store")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": message, "status": status_code}))
+
+    async def get(self, draft_id: str, path: str) -> None:
+        runtime: AuthoringRuntime | None = self.settings.get("claudehub_authoring")
+        if runtime is None:
+            raise web.HTTPError(404, "course authoring is not enabled on this hub")
+        expires = self.get_query_argument("exp", "")
+        sig = self.get_query_argument("sig", "")
+        if not asset_signer(self).verify(
+            DRAFT_ASSET_KEY + draft_id, path, expires, sig, time.time()
+        ):
+            raise web.HTTPError(403, "a draft's images are served by signed URL only")
+        root = runtime.drafts.root / draft_id / "files"
+        max_bytes = int(self.settings.get(MAX_ASSET_SETTING, DEFAULT_MAX_ASSET_BYTES))
+        try:
+            asset = await asyncio.to_thread(read_asset, root, draft_asset_path(path), max_bytes)
+        except AssetRefused as e:
+            raise web.HTTPError(e.status, e.reason.replace("%", "%%")) from None
+        self.set_header("Content-Type", asset.content_type)
+        self.finish(asset.data)
+
+
 def authoring_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     """URL patterns of the authoring API under ``prefix``."""
     api = prefix.rstrip("/") + "/api/drafts"
@@ -350,4 +407,5 @@ def authoring_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]
         (rf"{api}/{DRAFT_ID}/files", DraftFilesHandler),
         (rf"{api}/{DRAFT_ID}/judge", DraftJudgeHandler),
         (rf"{api}/{DRAFT_ID}/publish", DraftPublishHandler),
+        (rf"{api}/{DRAFT_ID}/assets/(.{{1,1024}})", DraftAssetHandler),
     ]

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..assets import AssetSigner
 from ..judging import judge
 from ..model import Course, CourseFormatError
 from ..parsing import CLAUDE_MD, COURSES_JSON, has_course, parse_course
-from ..render import public_course
+from ..render import CATALOGUE_IMAGE_FOLDER, ImageLinks, public_course, public_stage
 from .drafts import PAPER_DIR
+
+#: what a draft's image URLs are signed for (a course id never has a colon)
+DRAFT_ASSET_KEY = "draft:"
 
 
 @dataclass
@@ -131,14 +135,42 @@ def graph_of(course: Course) -> dict[str, Any]:
     return {"nodes": nodes, "edges": edges}
 
 
-def preview_of(checked: Checked) -> dict[str, Any] | None:
+def preview_of(checked: Checked, links: ImageLinks | None = None) -> dict[str, Any] | None:
     """The course as the learner's panels see it (no answers), plus ``graph``; None when
-    the draft's course cannot load."""
+    the draft's course cannot load. With ``links`` (:func:`draft_links`) its images and
+    thumbnail link to the draft's own, signed."""
     if checked.course is None:
         return None
-    data = public_course(checked.course)
-    data["graph"] = graph_of(checked.course)
+    course = checked.course
+    data = public_course(course)
+    if links is not None:
+        data["stages"] = [public_stage(s, links) for s in course.stages]
+        if course.thumbnail:
+            data["thumbnail_url"] = replace(links, folder="").url_for(course.thumbnail)
+    data["graph"] = graph_of(course)
     return data
+
+
+def draft_links(prefix: str, draft_id: str, signer: AssetSigner, now: float) -> ImageLinks:
+    """Signed links to a draft's images under ``{prefix}api/drafts/<id>/assets/`` (what
+    :class:`~.handlers.DraftAssetHandler` serves), resolved as the published course's will be."""
+    return ImageLinks(
+        base_url=f"{prefix.rstrip('/')}/api/drafts/{draft_id}/assets/",
+        folder=CATALOGUE_IMAGE_FOLDER,
+        course_id=DRAFT_ASSET_KEY + draft_id,
+        signer=signer,
+        expires=AssetSigner.expiry(now),
+    )
+
+
+def draft_asset_path(path: str) -> str:
+    """Where a published course's image path is in the draft: the paper's figures are
+    published as ``assets/paper/figures/`` (publish.PUBLISHED_FIGURES) but live in
+    ``paper/figures/`` while drafting."""
+    published = f"{CATALOGUE_IMAGE_FOLDER}/{PAPER_DIR}/figures/"
+    if path.startswith(published):
+        return f"{PAPER_DIR}/figures/" + path[len(published) :]
+    return path
 
 
 def judge_draft(course: Course, quiz_id: str, answer: str) -> dict[str, Any]:
