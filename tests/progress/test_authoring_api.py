@@ -170,7 +170,9 @@ def write_draft(folder: Path, modules: Any = None) -> Path:
     lesson shows the paper's first figure."""
     folder.mkdir(parents=True, exist_ok=True)
     mods = with_figure(catalogue_modules() if modules is None else modules)
-    write_catalogue_course(folder, "core", modules=mods, paper=PAPER)
+    # the card's picture: a figure of the paper, as the author instructions say
+    paper = {**PAPER, "thumbnailUrl": "paper/figures/page-2-1.png"}
+    write_catalogue_course(folder, "core", modules=mods, paper=paper)
     (folder / "thumbnail.png").write_bytes(png(64, 48))
     return folder
 
@@ -352,13 +354,18 @@ async def test_paper_to_published_course_for_one_class(authoring_hub: Service) -
     assert f"refs/tags/{course}/v1" in refs(svc.tmp / "courses.git")
     tree = git_tree(svc.tmp / "courses.git")
     assert f"{course}/core/knowledge/courses.json" in tree
-    assert not any(name.startswith(f"{course}/paper/") for name in tree)
+    assert f"{course}/paper/paper.md" not in tree and f"{course}/paper/paper.json" not in tree
     assert f"{course}/assets/paper/figures/page-1-1.png" in tree
+    assert f"{course}/paper/figures/page-1-1.png" in tree
 
     # alpha's learner sees the card and takes stage 1; beta's does not even see it
     alice = [c["id"] for c in (await svc.json("alice", "GET", "courses"))[1]["courses"]]
     bob = [c["id"] for c in (await svc.json("bob", "GET", "courses"))[1]["courses"]]
     assert course in alice and course not in bob
+    [card] = [
+        c for c in (await svc.json("alice", "GET", "courses"))[1]["courses"] if c["id"] == course
+    ]
+    assert "/assets/paper/figures/page-2-1.png?" in card["thumbnail_url"]
     assert "papers--bitcoin--core" in alice and "papers--bitcoin--core" in bob
     assert (await svc.json("bob", "GET", f"courses/{course}"))[0] == 404
     assert (await svc.call("bob", "GET", f"courses/{course}/assets/thumbnail.png")).code == 404

@@ -39,10 +39,15 @@ from .repository import CourseRepository, RepositoryError
 log = logging.getLogger(__name__)
 
 SOURCE = "authoring"
-#: The paper's figures are published where the catalogue layout looks for lesson images
-#: (``assets/``, render.CATALOGUE_IMAGE_FOLDER), so ``![...](paper/figures/page-3-1.png)`` in
-#: a lesson shows it; the paper's text (``paper/paper.md``, ``paper/paper.json``) is not.
-PUBLISHED_FIGURES = {f"{PAPER_DIR}/figures": f"assets/{PAPER_DIR}/figures"}
+#: The paper's figures are published where they are (``paper.json``'s ``thumbnailUrl`` may
+#: name one) and where the catalogue layout looks for lesson images (``assets/``,
+#: render.CATALOGUE_IMAGE_FOLDER), so ``![...](paper/figures/page-3-1.png)`` in a lesson shows
+#: it (git stores the same file once); the paper's text (``paper/paper.md``,
+#: ``paper/paper.json``) is not published.
+PUBLISHED_FIGURES = (
+    (f"{PAPER_DIR}/figures", f"{PAPER_DIR}/figures"),
+    (f"{PAPER_DIR}/figures", f"assets/{PAPER_DIR}/figures"),
+)
 _TAG = re.compile(r"/v(\d+)$")
 
 

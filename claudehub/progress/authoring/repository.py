@@ -132,11 +132,11 @@ class CourseRepository:
         skip_top: set[str],
         version: int,
         message: str,
-        also: dict[str, str] | None = None,
+        also: tuple[tuple[str, str], ...] = (),
     ) -> tuple[str, str | None]:
-        """Commit ``source`` (its top-level names in ``skip_top`` left out; each folder of
-        ``also`` copied to its new place) as the folder ``<course_id>/`` and tag it
-        ``<course_id>/v<version>``; (commit, previous head)."""
+        """Commit ``source`` (its top-level names in ``skip_top`` left out; each folder
+        ``src`` of the pairs ``also`` copied to ``dst``) as the folder ``<course_id>/`` and
+        tag it ``<course_id>/v<version>``; (commit, previous head)."""
         async with self._lock:
             await self.ensure()
             parent = await self.head()
@@ -152,7 +152,7 @@ class CourseRepository:
                     ],
                     symlinks=False,
                 )
-                for src, dst in (also or {}).items():
+                for src, dst in also:
                     if (source / src).is_dir():
                         await asyncio.to_thread(
                             shutil.copytree, source / src, tree_root / course_id / dst
