@@ -122,6 +122,11 @@ class FakeAnthropic:
         with self._lock:
             self._script.extend(replies)
 
+    def clear_script(self) -> None:
+        """Forget the queued replies not used yet (a drill's spare ones)."""
+        with self._lock:
+            self._script.clear()
+
     def keys_seen(self) -> set[str]:
         """Every credential any request presented."""
         return {r.credential for r in self.requests if r.credential is not None}
