@@ -29,6 +29,9 @@ CLASSES = {
 }
 COURSE_ID = "tiny-attention"
 DONE = "The course is written."
+FIXED = "The JSON is fixed."
+#: Claude's first courses.json has a stray comma (not JSON): the check and a publish refuse it.
+BROKEN = '"id": "basics",,'
 
 MODULES = [
     {
@@ -90,10 +93,12 @@ FILES = {
 
 
 def writes() -> list[dict[str, Any]]:
-    """Claude's reply: one Write tool call per file of the course (relative to the draft)."""
+    """Claude's reply: one Write tool call per file of the course (relative to the draft),
+    its courses.json broken by a stray comma."""
     calls = []
     for i, (path, content) in enumerate(FILES.items()):
         text = content if isinstance(content, str) else json.dumps(content, indent=2)
+        text = text.replace('"id": "basics",', BROKEN)
         calls.append(
             {
                 "type": "tool_use",
@@ -103,6 +108,16 @@ def writes() -> list[dict[str, Any]]:
             }
         )
     return calls
+
+
+def fix() -> list[dict[str, Any]]:
+    """Claude's fix when asked: an Edit of courses.json that removes the stray comma."""
+    edit = {
+        "file_path": "demo/knowledge/courses.json",
+        "old_string": BROKEN,
+        "new_string": '"id": "basics",',
+    }
+    return [{"type": "tool_use", "id": "toolu_fix", "name": "Edit", "input": edit}]
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +144,7 @@ def sign_in(page: Any, stack: LocalStack, user: str) -> None:
 
 def test_paper_to_published_course_to_a_learner(authoring_stack: LocalStack, browser) -> None:  # type: ignore[no-untyped-def]
     stack = authoring_stack
-    stack.upstream.script(writes(), DONE)
+    stack.upstream.script(writes(), DONE, fix(), FIXED)
     page = browser.new_page(viewport={"width": 1500, "height": 900})
     sign_in(page, stack, "ines")
     page.goto(f"{stack.url}/hub/home")
@@ -147,9 +162,18 @@ def test_paper_to_published_course_to_a_learner(authoring_stack: LocalStack, bro
     assert page.locator("#check-errors li").count() >= 1
     assert page.locator("#preview-empty").count() == 1
 
-    # Claude, asked in the terminal, writes the course with Write tool calls.
+    # Claude, asked in the terminal, writes the course with Write tool calls; its
+    # courses.json is not JSON, so the check names it and a publish is refused.
     wait_for_terminal(page, "❯")
     ask(page, "Write the course from the paper.", DONE)
+    page.wait_for_selector("#check-errors li:has-text('courses.json')", timeout=60_000)
+    page.check("#publish-classes input[value='alpha']")
+    page.click("#publish")
+    page.wait_for_selector("#publish-refused", timeout=60_000)
+    assert page.locator("#publish-result .ch-check-errors li").count() >= 1
+
+    # Asked to fix it, Claude edits the file; the check comes back clean.
+    ask(page, "Please fix the errors the check shows.", FIXED)
     page.wait_for_selector("#stage-2", timeout=60_000)
     page.wait_for_selector("#check-summary:has-text('0 errors')")
     assert page.locator("#stage-1 .ch-concept-title").inner_text().startswith("The idea")
@@ -172,7 +196,7 @@ def test_paper_to_published_course_to_a_learner(authoring_stack: LocalStack, bro
 
     # Publish for class alpha only (the page offers the classes Ines instructs).
     assert page.locator("#publish-classes input[name=classes]").count() == 1
-    page.check("#publish-classes input[value='alpha']")
+    assert page.locator("#publish-classes input[value='alpha']").is_checked()
     page.fill("#publish-course", COURSE_ID)
     page.click("#publish")
     page.wait_for_selector("#published", timeout=60_000)
@@ -201,6 +225,27 @@ def test_paper_to_published_course_to_a_learner(authoring_stack: LocalStack, bro
     bob.wait_for_selector("input[name=course]")
     assert bob.locator(f"input[name=course][value='{COURSE_ID}']").count() == 0
     bob.close()
+
+
+def test_bad_papers_are_refused_in_the_course_services_words(
+    authoring_stack: LocalStack, browser
+) -> None:  # type: ignore[no-untyped-def]
+    """The hub's form hands the course service's refusal on: not a PDF, a private URL."""
+    page = browser.new_context().new_page()
+    sign_in(page, authoring_stack, "ines")
+    page.goto(f"{authoring_stack.url}/hub/home")
+    xsrf = page.evaluate("() => (document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || ''")
+    route = f"{authoring_stack.url}/hub/claudehub/drafts"
+    not_pdf = {"name": "paper.pdf", "mimeType": "application/pdf", "buffer": b"<html>no</html>"}
+    for form, status, words in [
+        ({"paper": not_pdf}, 415, "not a PDF"),
+        ({"url": "http://127.0.0.1:9/paper.pdf"}, 422, "refused to fetch"),
+        ({}, 400, "Choose the paper"),
+    ]:
+        resp = page.request.post(route, multipart=form, headers={"X-XSRFToken": xsrf})
+        assert resp.status == status, (form, resp.status, resp.text()[:300])
+        assert words in resp.text(), resp.text()[:500]
+    page.close()
 
 
 def test_a_learner_cannot_start_an_author_session(authoring_stack: LocalStack, browser) -> None:  # type: ignore[no-untyped-def]
