@@ -207,3 +207,28 @@ def test_their_pods_meet_the_restricted_pod_security_standard(
                     assert sc["readOnlyRootFilesystem"] is True
                     assert sc["capabilities"] == {"drop": ["ALL"]}
                     assert "limits" in container["resources"]
+
+
+def test_with_authoring_the_pullers_pull_the_author_image_too() -> None:
+    """Author sessions (docs/authoring.md) run sandbox.authorImage: pulled beside the sandbox
+    image; without authoring.enabled it is not (the default rendering has one init container)."""
+    values = deep_merge(
+        deep_merge(KEY_SECRET, PLACED),
+        {
+            "authoring": {"enabled": True},
+            "sandbox": {
+                "authorImage": {"repository": "registry.local/sandbox-author", "tag": "1.2.3"}
+            },
+        },
+    )
+    rendering = render(values, name="placed")
+    for name in (CONTINUOUS, HOOK):
+        inits = _spec(rendering.one("DaemonSet", name))["initContainers"]
+        assert [(c["name"], c["image"]) for c in inits] == [
+            ("pull", "registry.local/sandbox:1.2.3"),
+            ("pull-author", "registry.local/sandbox-author:1.2.3"),
+        ]
+        assert inits[1]["securityContext"] == inits[0]["securityContext"]
+        assert inits[1]["command"] == ["/bin/true"]
+    without = render(deep_merge(KEY_SECRET, PLACED), name="placed")
+    assert len(_spec(without.one("DaemonSet", CONTINUOUS))["initContainers"]) == 1

@@ -72,6 +72,18 @@ spec:
         {{- include "claudehub.prePuller.containerSecurityContext" . | nindent 8 }}
       resources:
         {{- include "claudehub.prePuller.resources" . | nindent 8 }}
+    {{- if $root.Values.authoring.enabled }}
+    # Instructors' author sessions run the author image (the sandbox image plus one small
+    # layer, docs/authoring.md): on the node too, so they start as fast as a learner's.
+    - name: pull-author
+      image: {{ include "claudehub.sandbox.authorImage" $root }}
+      imagePullPolicy: {{ $root.Values.sandbox.image.pullPolicy }}
+      command: ["/bin/true"]
+      securityContext:
+        {{- include "claudehub.prePuller.containerSecurityContext" . | nindent 8 }}
+      resources:
+        {{- include "claudehub.prePuller.resources" . | nindent 8 }}
+    {{- end }}
   containers:
     - name: hold
       image: {{ include "claudehub.sandbox.image" $root }}
