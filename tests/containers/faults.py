@@ -13,6 +13,7 @@ back, and what was lost.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import shutil
@@ -27,7 +28,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from claudehub.proxy.usage import CUT_STATUS, UsageStore, usage_table
+from claudehub.proxy.usage import CUT_STATUS, UsageStore, inflight_table, usage_table
 from tests.containers.cluster import Cluster, wait
 from tests.containers.conftest import VALUES
 from tests.containers.kubelet import RunningPod
@@ -193,17 +194,28 @@ def fault_stack(folder: Path) -> Iterator[Stack]:
             extra_networks={"claudehub-keyproxy": [internet]},
             pods_network=pods,
         )
-        for deployment in DEPLOYMENTS:
-            cluster.start(deployment)
-        cluster.start_replica("claudehub-keyproxy", 1)
+        # CHP first (the hub reads its routes at start), then the rest at once, as a
+        # Deployment rollout would: starting a stack is the expensive part of the module.
+        cluster.start("claudehub-proxy")
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            started = [pool.submit(cluster.start, d) for d in DEPLOYMENTS[1:]]
+            started.append(pool.submit(cluster.start_replica, "claudehub-keyproxy", 1))
+            for future in started:
+                future.result()
         password = cluster.runner.objects.secrets["claudehub-hub"]["password"]
         public = f"http://{cluster.started['claudehub-proxy'].ip}:8000"
         yield Stack(pm, cluster, rendering, upstream, public, password, internet, postgres, libs)
     finally:
         if cluster is not None:
+            # every pod at once (each removal waits out its stop timeout); stop() then finds
+            # them gone
+            pods = list(cluster.node.pods.values()) + list(cluster.started.values())
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                list(pool.map(cluster.runner.delete, pods))
             cluster.stop()
         if upstream is not None:
             upstream.stop()
+        podman("kill", pm.name("postgres"), check=False)
         pm.cleanup()
         shutil.rmtree(libs, ignore_errors=True)
 
@@ -367,9 +379,10 @@ def restore_dns(running: RunningPod) -> None:
 # -- what is lost ------------------------------------------------------------------------------
 
 
-def usage(stack: Stack, user: str = LEARNER) -> dict[str, int]:
-    """The learner's usage as the key proxies wrote it: requests, and requests cut by a crash
-    (charged at their reservation)."""
+def usage(stack: Stack, user: str = LEARNER, owed_before: float = 0.0) -> dict[str, int]:
+    """The learner's usage as the key proxies wrote it: requests, requests cut by a crash
+    (charged at their reservation), and reservations still open that were made before
+    ``owed_before`` (a UNIX time: those of requests a crash at that time cut)."""
     store = UsageStore(stack.usage_db())
     try:
         t = usage_table
@@ -382,9 +395,14 @@ def usage(stack: Stack, user: str = LEARNER) -> dict[str, int]:
                 .select_from(t)
                 .where(t.c.user == user, t.c.status == CUT_STATUS)
             ).scalar_one()
-        return {"requests": int(total), "cut": int(cut)}
+            owed = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(inflight_table)
+                .where(inflight_table.c.user == user, inflight_table.c.ts < owed_before)
+            ).scalar_one()
+        return {"requests": int(total), "cut": int(cut), "owed": int(owed)}
     except sa.exc.SQLAlchemyError:
-        return {"requests": -1, "cut": -1}
+        return {"requests": -1, "cut": -1, "owed": -1}
     finally:
         store.close()
 
@@ -421,10 +439,10 @@ def drill_hub(stack: Stack, page: Any, tag: str) -> dict[str, Any]:
     watch_status(page)
     ask_streaming(stack, page, tag)
     t0 = kill(stack, "claudehub-hub")
-    wait_for_terminal(page, last_line(tag), PATIENCE * 1000)
-    stack.cluster.restart("claudehub-hub")
+    stack.cluster.restart("claudehub-hub")  # the kubelet does at once; the answer streams on
     wait(lambda: hub_sees_server(stack), PATIENCE, "the restarted hub to see the sandbox")
     back = time.monotonic() - t0
+    wait_for_terminal(page, last_line(tag), PATIENCE * 1000)
     seen = statuses(page)
     assert not any("disconnected" in s for s in seen), seen
     return {"seen": "nothing: the answer kept streaming", "back_s": back, "lost": "nothing"}
@@ -455,13 +473,17 @@ def drill_chp(stack: Stack, page: Any, tag: str) -> dict[str, Any]:
     }
 
 
-def drill_keyproxy(stack: Stack, page: Any, tag: str, *, both: bool) -> dict[str, Any]:
+def drill_keyproxy(
+    stack: Stack, page: Any, tag: str, *, both: bool, charged: bool = True
+) -> dict[str, Any]:
     """The key proxy streaming the answer dies (one of two replicas, or both): the cut
-    request is charged at its reservation once the dead replica's heartbeat is stale."""
+    request is charged at its reservation once the dead replica's heartbeat is stale
+    (``charged``: wait for that; else only for the reservation to be found in the database,
+    still owed or already charged)."""
     before = usage(stack)
     ask_streaming(stack, page, tag, replies=2)  # a retry by the CLI gets the same answer
     victims = list(KEYPROXIES) if both else [serving_keyproxy(stack)]
-    t0 = time.monotonic()
+    t0, killed_at = time.monotonic(), time.time()
     for name in victims:
         podman("kill", stack.pod(name).container())
     for name in victims:
@@ -473,11 +495,15 @@ def drill_keyproxy(stack: Stack, page: Any, tag: str, *, both: bool) -> dict[str
     stack.upstream.clear_script()
     if seen != last_line(tag):  # the CLI said what happened; the next question works
         ask_quickly(stack, page, f"{tag}-again", timeout=PATIENCE * 2)
-    wait(
-        lambda: usage(stack)["cut"] > before["cut"],
-        PATIENCE,
-        "the cut request to be charged at its reservation",
-    )
+    if charged:
+        wait(
+            lambda: usage(stack)["cut"] > before["cut"],
+            PATIENCE,
+            "the cut request to be charged at its reservation",
+        )
+    else:
+        after = usage(stack, owed_before=killed_at)
+        assert after["cut"] > before["cut"] or after["owed"] > 0, (before, after)
     return {
         "seen": "the whole answer (the CLI retried)"
         if seen == last_line(tag)
