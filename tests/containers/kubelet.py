@@ -556,10 +556,11 @@ class PodRunner:
             running.statuses[0].reason = "CreateContainerConfigError"
             running.statuses[0].message = str(err)
             return running
+        # Only the pod's emptyDirs go with it: a PVC's volume may share the pod's prefix
+        # (claim claudehub-hub-db, pod claudehub-hub) and must outlive it.
+        emptydirs = {v["name"] for v in spec.get("volumes") or [] if "emptyDir" in v}
         running.emptydirs = [
-            src
-            for v, (kind, src) in sources.items()
-            if kind == "named" and src.startswith(pod_name)
+            src for v, (kind, src) in sources.items() if kind == "named" and v in emptydirs
         ]
 
         for status, container in zip(
