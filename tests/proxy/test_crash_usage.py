@@ -30,7 +30,6 @@ from claudehub.proxy.limits import Limits
 from claudehub.proxy.usage import (
     CUT_STATUS,
     UsageStore,
-    daily_table,
     day_string,
     inflight_table,
 )
@@ -115,27 +114,11 @@ def ask(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
         return err.code, json.loads(err.read())
 
 
-@pytest.mark.parametrize(
-    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
 def test_a_key_proxy_killed_mid_answer_still_counts_it_against_the_budget(
-    database: str,
-    tmp_path: Path,
-    processes: list[subprocess.Popen[bytes]],
-    request: pytest.FixtureRequest,
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    db = (
-        f"sqlite:///{tmp_path / 'usage.sqlite'}"
-        if database == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    if database == "postgres":  # the session's server is shared: start from no usage
-        store = UsageStore(db)
-        store.daily_totals("1970-01-01")  # creates the tables
-        with store.engine.begin() as conn:
-            for table in (daily_table, inflight_table):
-                conn.execute(table.delete())
-        store.close()
+    # SQLite here; PostgreSQL with two replicas: tests/containers/test_faults.py
+    db = f"sqlite:///{tmp_path / 'usage.sqlite'}"
     with FakeAnthropic(delay_between_events=0.3) as upstream:
         upstream.script(*[ANSWER] * 3)
         first, url = start_keyproxy(upstream.url, db, tmp_path)
