@@ -132,3 +132,20 @@ async def test_course_ids_taken_elsewhere_are_refused(
     # the default id comes from the title, and stays the draft's once published
     assert publisher.default_course_id(other) == "ledgers-again"
     assert publisher.default_course_id(draft) == "ledgers"
+
+
+@pytest.mark.asyncio
+async def test_any_broken_json_file_stops_a_publish(
+    parts: tuple[Publisher, DraftStore, Path], tmp_path: Path
+) -> None:
+    publisher, drafts, _ = parts
+    draft = await draft_with_course(drafts, tmp_path, "Ledgers")
+    # the catalogue only warns about a broken paper.json; a draft may not publish one
+    (draft.files / "paper.json").write_text('{"title": "Ledgers",')
+    with pytest.raises(PublishError) as refused:
+        await publisher.publish(Catalogue(), draft, TINA, ["alpha"], "ledgers")
+    assert refused.value.status == 422
+    assert [(e["file"], e["reason"][:12]) for e in refused.value.errors] == [
+        ("paper.json", "invalid JSON")
+    ]
+    assert git(publisher.repo.path, "for-each-ref") == ""

@@ -105,7 +105,9 @@ def check_draft(root: Path, course_id: str) -> Checked:
     try:
         course = parse_course(root / folder, course_id, source="draft", repo_root=root)
     except CourseFormatError as e:
-        checked.errors.append(_issue(f"{folder}/{e.file}", e.detail, e.path))
+        file = f"{folder}/{e.file}"
+        if not any(err["file"] == file for err in checked.errors):  # said once is enough
+            checked.errors.append(_issue(file, e.detail, e.path))
         return checked
     for w in course.issues:
         # a file relative to the course folder; "../paper.json" is the draft's own
