@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from claudehub.progress.authoring.publish import Publisher, PublishError
 from claudehub.progress.authoring.repository import CourseRepository
 from claudehub.progress.catalogue import Catalogue
 from claudehub.progress.parsing import parse_course
-from claudehub.progress.store import Store
+from claudehub.progress.store import Publication, Store
+from tests.helpers import postgres_server
 
 from .coursekit import PAPER, write_catalogue_course
 from .test_authoring_api import write_draft
@@ -149,3 +152,27 @@ async def test_any_broken_json_file_stops_a_publish(
         ("paper.json", "invalid JSON")
     ]
     assert git(publisher.repo.path, "for-each-ref") == ""
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server's SQLAlchemy URL."""
+    with postgres_server() as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio
+async def test_publications_round_trip_on_postgresql(pg_url: str) -> None:
+    store = await Store.open(pg_url)
+    try:
+        first = Publication(
+            "ledgers", "0123456789ab", "tina", 1, "a" * 40, "core", ("alpha",),
+            datetime(2026, 12, 8, 3, 0, tzinfo=UTC),
+        )  # fmt: skip
+        await store.save_publication(first)
+        second = replace(first, version=2, commit="b" * 40, classes=("alpha", "beta"))
+        await store.save_publication(second)
+        assert await store.publications() == [second]
+    finally:
+        await store.close()
