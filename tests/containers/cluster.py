@@ -408,7 +408,7 @@ class ServicePort:
     whatever ``target()`` names at each new connection, in a thread of its own."""
 
     def __init__(self, target: Any) -> None:
-        self.target = target  # () -> (host, port)
+        self.target = target  # () -> (host, port), or None while no pod is behind it
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -433,9 +433,11 @@ class ServicePort:
         self._loop.run_forever()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, port = self.target()
+        address = self.target()
         try:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
+            if address is None:
+                raise ConnectionRefusedError("no pod behind the Service")
+            up_reader, up_writer = await asyncio.open_connection(*address)
         except OSError:
             writer.close()  # nothing behind the Service: the connection is refused
             return
@@ -453,13 +455,21 @@ class ServicePort:
         await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
 
     def stop(self) -> None:
-        def close() -> None:
+        """Close the listener and every connection through it."""
+
+        async def close() -> None:
             if self._server is not None:
                 self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._loop.stop()
 
-        self._loop.call_soon_threadsafe(close)
+        asyncio.run_coroutine_threadsafe(close(), self._loop)
         self._thread.join(30)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 def wait(predicate: Any, timeout: float, what: str) -> None:
