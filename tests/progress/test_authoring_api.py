@@ -449,8 +449,16 @@ async def test_bad_papers_and_urls_are_refused_naming_the_problem(authoring_hub:
     assert code == 400 and "'paper' file" in body["error"]
     # nothing was kept of any of them
     assert (await svc.json("tina", "GET", "drafts"))[1] == {"drafts": [], "classes": ["alpha"]}
-    # an unsafe save is refused whole
+    # a draft Claude has not written yet: its quizzes cannot be judged, the check says why
     code, created = await svc.new_draft("tina", pdf)
+    code, body = await svc.json(
+        "tina", "POST", f"drafts/{created['id']}/judge", {"quiz": "ledger", "answer": "2"}
+    )
+    assert code == 422 and "no course folder yet" in body["errors"][0]["reason"]
+    code, body = await svc.json("tina", "GET", f"drafts/{created['id']}")
+    assert code == 200 and body["preview"] is None and body["check"]["errors"]
+    assert (await svc.json("tina", "GET", "drafts/0123456789ab"))[0] == 404
+    # an unsafe save is refused whole
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         info = tarfile.TarInfo("../escape.txt")
