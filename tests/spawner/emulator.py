@@ -29,6 +29,9 @@ import aiohttp.web
 import kmock
 from kmock._internal import aiobus, enums, rendering
 
+#: Requests kmock's own log keeps (see ClusterEmulator.__call__).
+REQUEST_LOG = 2000
+
 CORE_RESOURCES = ("v1/pods", "v1/persistentvolumeclaims", "v1/events", "v1/services")
 
 
@@ -81,6 +84,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         return str(obj.get("kind", "")).lower()
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock keeps every request and finds each new one's handler by scanning them all:
+        # quadratic, and seconds per request after some 10^5 (benchmarks/scale). Nothing
+        # here reads that log (``received`` is ours), so only recent requests are kept.
+        if len(self._requests) > REQUEST_LOG:
+            del self._requests[: -REQUEST_LOG // 2]
         if raw_request.query.get("watch", "").lower() in ("true", "1"):
             rel_url = raw_request.rel_url.update_query(watch="true")
             raw_request = raw_request.clone(rel_url=rel_url)
