@@ -76,6 +76,8 @@ class DraftBackend:
     _changed: asyncio.Event | None = None
     _lock: asyncio.Lock | None = None
     _saved_signature: tuple[Any, ...] | None = None
+    #: the files as they were when a save failed: tried again once they change (or on Check)
+    _failed_signature: tuple[Any, ...] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -185,7 +187,7 @@ class DraftBackend:
             now = await asyncio.to_thread(self.signature)
             # saved once the files have stood still for one interval: Claude writes a file
             # at a time, and a course is several files
-            if now == last and now != self._saved_signature:
+            if now == last and now not in (self._saved_signature, self._failed_signature):
                 await self.save()
             last = now
 
@@ -196,16 +198,20 @@ class DraftBackend:
             self._update(saving=True)
             signature = await asyncio.to_thread(self.signature)
             try:
+                # a file Claude removes meanwhile: the next look at the folder saves again
                 body = await asyncio.to_thread(self.archive)
+            except OSError as e:
+                return self._failed(signature, f"The draft folder could not be read: {e}")
+            try:
                 if len(body) > self.max_bytes:
                     raise DraftAPIError(413, f"the draft is larger than {self.max_bytes} bytes")
                 result = await self._call("PUT", "/files", body, "application/gzip")
             except DraftAPIError as e:
-                self._update(saving=False, error=f"Saving the draft failed: {e.message}")
-                return self.snapshot()
+                return self._failed(signature, f"Saving the draft failed: {e.message}")
             except OSError as e:
-                self._update(saving=False, error=f"The course service is unreachable: {e}")
-                return self.snapshot()
+                return self._failed(signature, f"The course service is unreachable: {e}")
+            if not isinstance(result, dict):
+                return self._failed(signature, "The course service answered something else")
             self._saved_signature = signature
             self._update(
                 saving=False,
@@ -217,6 +223,11 @@ class DraftBackend:
                 saved_at=time.time(),
             )
             return self.snapshot()
+
+    def _failed(self, signature: tuple[Any, ...], error: str) -> dict[str, Any]:
+        self._failed_signature = signature
+        self._update(saving=False, error=error)
+        return self.snapshot()
 
     def _update(self, **changes: Any) -> None:
         self.state.update(changes)
