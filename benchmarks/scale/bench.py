@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -159,18 +160,20 @@ class Processes:
         return (self.tmp / f"{name}.log").read_text(errors="replace")[-tail:]
 
     async def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            proc = self.procs[name]
-            if proc.returncode is not None:
-                continue
+        # Every process is told first (so an interrupted wait leaves none behind), the hub
+        # before the services it talks to.
+        live = [p for p in reversed(list(self.procs.values())) if p.returncode is None]
+        for proc in live:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
-                continue
+                pass
+        for proc in live:
             try:
                 await asyncio.wait_for(proc.wait(), 20)
             except TimeoutError:
-                os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
 
 
