@@ -307,7 +307,8 @@ class ProgressService(Application):
                 *service_handlers(self.service_prefix),
                 *admin_page_handlers(self.service_prefix),
                 *class_page_handlers(self.service_prefix),
-                *(authoring_handlers(self.service_prefix) if self.authoring_runtime else []),
+                # always routed: with authoring off they answer a JSON 404 saying so
+                *authoring_handlers(self.service_prefix),
             ],
             claudehub_authoring=self.authoring_runtime,
             claudehub_state=self.state,

@@ -1,17 +1,20 @@
 """The paper URL fetch behind the SSRF guard, against real local HTTP servers: an allowed
 network fetched, a redirect into a refused address refused before any connection, the
-size cap, and the address rule itself."""
+size cap, and the address rule itself; and the authoring routes of a service without
+authoring."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from tornado import web
 from tornado.httpserver import HTTPServer
 
+from claudehub.contract.course_client import ProgressAPIError
 from claudehub.progress.authoring.intake import IntakeError, fetch_paper, refused_reason
 from tests.helpers import free_port
 
@@ -103,3 +106,14 @@ async def test_a_paper_over_the_size_cap_is_cut_off(papers: str) -> None:
 )
 def test_which_addresses_are_refused(address: str, reason: str | None) -> None:
     assert refused_reason(ipaddress.ip_address(address)) == reason
+
+
+@pytest.mark.asyncio
+async def test_authoring_off_answers_a_json_404(start_service: Any, fake_hub_api: Any) -> None:
+    fake_hub_api.add_user("tok", "tina")
+    svc = await start_service()
+    for method, path in (("GET", "drafts"), ("POST", "drafts"), ("GET", "drafts/0123456789ab")):
+        with pytest.raises(ProgressAPIError) as refused:
+            await svc.client("tok").request(method, path, {} if method == "POST" else None)
+        assert refused.value.status == 404
+        assert "course authoring is not enabled" in str(refused.value)

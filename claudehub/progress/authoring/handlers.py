@@ -91,7 +91,9 @@ class _AuthorHandler(BaseHandler):
             message = exc.message
             extra["errors"] = exc.errors
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps({"error": message, "status": status_code, **extra}))
+        # "message" too: what the course service's other errors and its Python client use
+        body = {"error": message, "message": message, "status": status_code, **extra}
+        self.finish(json.dumps(body))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         # a refused publish answers with its own status and the checker's errors
