@@ -227,6 +227,17 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
     def _default_default_url(self) -> str:
         return "/claude"
 
+    @default("k8s_api_request_timeout")
+    def _default_k8s_api_request_timeout(self) -> int:
+        # KubeSpawner's 3 s include the hub's own event loop: with a class starting at once
+        # the loop lags for seconds, and answered requests were counted lost and retried
+        # until the starts failed (benchmarks/scale). A stalled API still fails the start.
+        return 15
+
+    @default("k8s_api_request_retry_timeout")
+    def _default_k8s_api_request_retry_timeout(self) -> int:
+        return 60
+
     @default("events_enabled")
     def _default_events_enabled(self) -> bool:
         # Progress comes from the pod's own status; no events watch (and no RBAC for it).
@@ -511,10 +522,19 @@ class ClaudeSpawner(SandboxSpawnerMixin, KubeSpawner):  # type: ignore[misc, unu
         budget = max(1.0, left - min(5.0, self.start_timeout * 0.1))
         if self.sandbox_start_timeout:
             budget = min(budget, self.sandbox_start_timeout)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             return await asyncio.wait_for(super()._start(), budget)
         except TimeoutError as e:
             where = progress_message(self._current_pod()).rstrip("…")
+            if loop.time() - began < budget - 1:
+                # Not this budget: KubeSpawner gave up on the API (a request unanswered for
+                # k8s_api_request_timeout, retried for k8s_api_request_retry_timeout).
+                raise SandboxStartError(
+                    f"The cluster did not answer the hub in time (last step: {where}). "
+                    "Please try again in a minute; if it keeps happening, tell your operator."
+                ) from e
             raise SandboxStartError(
                 f"Your sandbox did not start within {budget:.0f} seconds "
                 f"(last step: {where}). Please try again in a few minutes; if it keeps "
