@@ -438,7 +438,13 @@ class ClientConnection(asyncio.Protocol):
             spawn=srv.spawn,
         )
         self.exchange = ex
-        if req.route == "/v1/messages" and srv.usage.store is not None:
+        if (
+            req.route == "/v1/messages"
+            and srv.usage.store is not None
+            and srv.limits.budget_for(req.user) > 0
+        ):
+            # a budget must hold through a crash: what this request may cost is on disk
+            # before it goes upstream (one group-committed write; none without a budget)
             body = req.body[0] if len(req.body) == 1 else b"".join(req.body)
             srv.spawn(ex.reserve_and_start(reservation_tokens(body)))
         else:

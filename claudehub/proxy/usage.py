@@ -8,8 +8,8 @@ adds the window's tokens to a per-user, per-day total (an atomic upsert), which 
 proxies sharing one database read to enforce one budget between them
 (:mod:`claudehub.proxy.shared`).
 
-A crash must not make usage disappear (a budget is not exceedable by killing the key proxy
-mid-answer): before a Messages request goes upstream its *reservation* (the most it can cost:
+A crash must not make a budget exceedable (by killing the key proxy mid-answer): before a
+Messages request of a user with a daily budget goes upstream, its *reservation* (the most it can cost:
 its body's length, a token being at least a byte, plus its ``max_tokens``) is written to the
 in-flight table, group-committed with the others waiting. The usage write that records the
 finished request deletes its reservation in the same transaction. A reservation whose key

@@ -163,6 +163,8 @@ def test_a_key_proxy_killed_mid_answer_still_counts_it_against_the_budget(
             time.sleep(0.5)
         message = error["error"]["message"]  # type: ignore[index]
         assert f"budget of {BUDGET:,} tokens" in message, message
+        second.terminate()  # a clean stop settles the reservations of what it answered
+        second.wait(PATIENCE)
 
     store = UsageStore(db)
     with store.engine.connect() as conn:
