@@ -107,6 +107,27 @@ def test_author_mode_command_prompt_and_missing_draft(tmp_path: Path) -> None:
         broken.prepare({"HOME": str(home)})
 
 
+def test_the_launcher_waits_for_the_draft_to_appear(tmp_path: Path) -> None:
+    """The server extension renames the fetched draft into place as the server starts; a
+    launcher started first waits for it instead of failing (or starting anywhere else)."""
+    import threading
+
+    home = tmp_path / "home"
+    home.mkdir()
+    draft = tmp_path / "drafts" / "d1"
+    staged = tmp_path / "drafts" / ".draft-staged"
+    staged.mkdir(parents=True)
+    (staged / "paper.json").write_text("{}")
+    timer = threading.Timer(0.3, staged.rename, args=(draft,))
+    timer.start()
+    try:
+        launcher = Launcher(draft_dir=str(draft), claude_bin="/bin/true", shell_stub="")
+        _argv, _env, cwd = launcher.prepare({"HOME": str(home)})
+    finally:
+        timer.join()
+    assert cwd == str(draft) and (draft / "paper.json").exists()
+
+
 @pytest.fixture
 def author_world() -> Iterator[dict[str, Path]]:
     """A home for nobody with a draft in it, a root-owned course, a marks folder."""
