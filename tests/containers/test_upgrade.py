@@ -10,10 +10,13 @@ token leaves an audit event. Then the upgrade, as `helm upgrade` does it: the cu
 chart's rendering is applied (new ConfigMaps and policies, the live Secrets kept, as the
 chart's `lookup` keeps them) and every Deployment whose pod template changed is replaced by
 its strategy (Recreate), all at once; the sandbox pod, which no Deployment owns, is left
-alone. Afterwards the learner's page has reconnected to the same Claude process (the
-earlier answer still on its screen), Claude answers through the new key proxy, the new hub
+alone. Afterwards the learner's page is back on the same Claude process, the earlier answer
+still on its screen (the previous version's page stops retrying after about 15 s and reloads
+onto CHP's or the hub's error page when they are not back yet: the learner then reloads it
+once, as docs/operator-guide.md says), Claude answers through the new key proxy, the new hub
 still sees the server, and progress, usage, today's budget and the audit log are all there,
-each database at the newest schema revision its new service knows.
+each database at the newest schema revision its new service knows. How long the Claude page
+was not served is printed (docs/performance.md, "Upgrades").
 """
 
 from __future__ import annotations
