@@ -149,7 +149,9 @@ def test_paper_to_published_course_to_a_learner(authoring_stack: LocalStack, bro
     sign_in(page, stack, "ines")
     page.goto(f"{stack.url}/hub/home")
     page.wait_for_selector("#claudehub-authoring")
-    pdf = make_pdf([["Tiny Attention", "We study attention."], ["Every token looks."]])
+    pdf = make_pdf(
+        [["Tiny Attention", "We study attention."], ["Every token looks."]], figure=(64, 48)
+    )
     page.set_input_files(
         "#claudehub-paper",
         files=[{"name": "tiny.pdf", "mimeType": "application/pdf", "buffer": pdf}],
@@ -178,6 +180,12 @@ def test_paper_to_published_course_to_a_learner(authoring_stack: LocalStack, bro
     page.wait_for_selector("#check-summary:has-text('0 errors')")
     assert page.locator("#stage-1 .ch-concept-title").inner_text().startswith("The idea")
     assert page.locator("#stage-1 strong", has_text="attention").count() == 1
+    # The card's picture (the course service made it from the paper's figure) loads in the
+    # preview through the service's signed link to the draft's own image.
+    page.wait_for_function(
+        "() => { const i = document.getElementById('course-thumbnail');"
+        " return !!i && i.complete && i.naturalWidth > 0; }"
+    )
     tools = stack.upstream.agent_requests()[0].tool_names
     assert sorted(tools) == ["Edit", "Glob", "Grep", "Read", "Write"]
 

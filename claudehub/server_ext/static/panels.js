@@ -70,6 +70,7 @@
   /* The URL this page loads a course image from, or null when src is not one of the
    * course service's image URLs (then the image is not loaded at all). */
   function imageUrl(src) {
+    if (draftMode) return draftImageUrl(src);
     var course = state.course;
     var base = course && course.assets_url;
     if (!base || !state.courseId || typeof src !== "string" || src.indexOf(base) !== 0) return null;
@@ -93,6 +94,30 @@
       if (part === "" || part === "." || part === ".." || part.indexOf("/") !== -1) return null;
     }
     return apiUrl + "courses/" + encodeURIComponent(state.courseId) + "/assets/" + rest;
+  }
+
+  /* A draft's preview image: the course service's signed link to this draft's own image
+   * ({prefix}services/progress/api/drafts/<id>/assets/<path>?exp=..&sig=..), on this site,
+   * loaded as it is (the signature stands in for the service's cookie); anything else, null. */
+  function draftImageUrl(src) {
+    if (typeof src !== "string" || src.charAt(0) !== "/" || src.charAt(1) === "/") return null;
+    var marker = "/services/progress/api/drafts/" + encodeURIComponent(config.draftId) + "/assets/";
+    var at = src.indexOf(marker);
+    if (at === -1 || /[?#\\]/.test(src.slice(0, at))) return null;
+    var rest = src.slice(at + marker.length);
+    var query = rest.indexOf("?");
+    if (query === -1 || !/^exp=\d+&sig=[0-9a-f]{32}(&w=\d+)?$/.test(rest.slice(query + 1))) return null;
+    var parts = rest.slice(0, query).split("/");
+    for (var i = 0; i < parts.length; i++) {
+      var part;
+      try {
+        part = decodeURIComponent(parts[i]);
+      } catch (e) {
+        return null;
+      }
+      if (part === "" || part === "." || part === ".." || /[\/\\#?]/.test(part)) return null;
+    }
+    return src;
   }
 
   /* An image that is not loaded: its alt text, marked as a picture's description. */
