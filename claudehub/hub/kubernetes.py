@@ -312,6 +312,7 @@ VALUE_TRAITS: dict[str, tuple[str, Convert | None]] = {
     "chart.hubDbUrl": ("JupyterHub.db_url", None),
     "chart.proxyApiUrl": ("ConfigurableHTTPProxy.api_url", None),
     "hub.logLevel": ("JupyterHub.log_level", None),
+    "hub.upgradeDatabase": ("JupyterHub.upgrade_db", None),
     "limits.maxActiveSessions": ("JupyterHub.active_server_limit", None),
     "limits.concurrentSpawnLimit": ("JupyterHub.concurrent_spawn_limit", None),
     "limits.startSlots": ("ClaudeSpawner.start_slots", None),
