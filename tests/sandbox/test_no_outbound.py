@@ -24,6 +24,7 @@ import pytest
 from tests.fakes.upstream import DEFAULT_REPLY
 
 from .sandbox import REPO
+from .test_cli_policy import tool_use
 from .test_interactive import Terminal
 
 pytestmark = [pytest.mark.cli, pytest.mark.slow]
@@ -42,7 +43,7 @@ KNOWN_MODEL = "claude-sonnet-4-5"
 _SCRIPT = r"""
 set -e
 ip link set lo up
-"$PY" -m tests.fakes.upstream --port "$PORT" >"$LOGDIR/upstream.log" 2>&1 &
+"$PY" -m tests.fakes.upstream --port "$PORT" ${SCRIPT:+--script "$SCRIPT"} >"$LOGDIR/upstream.log" 2>&1 &
 for i in $(seq 100); do
   "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" \
     "$PORT" 2>/dev/null && break
@@ -77,14 +78,26 @@ def inet_destinations(trace: str) -> list[tuple[str, int]]:
 
 
 def run_local_mode_in_netns(
-    claude_cli: Path, managed: Path, logdir: Path
+    claude_cli: Path, managed: Path, logdir: Path, *, author: bool = False
 ) -> tuple[Terminal, list[tuple[str, int]], int]:
-    """Start the launcher as local mode does, ask one question, return screen and calls."""
+    """Start the launcher as local mode does, ask one question, return screen and calls.
+
+    With ``author``, an author session's launcher: the draft folder instead of a course.
+    """
     home = logdir / "home"
     course = logdir / "course"
     home.mkdir()
     course.mkdir()
     (course / "CLAUDE.md").write_text("# Tutor\n\nYou are the tutor.\n", encoding="utf-8")
+    script = ""
+    if author:
+        (course / "paper").mkdir()
+        (course / "paper" / "paper.md").write_text("## Page 1\n\nA paper.\n", encoding="utf-8")
+        # the answer writes a lesson into the draft, then says the usual reply
+        write = {"file_path": str(course / "lesson.md"), "content": "# Lesson 1\n"}
+        replies = [[tool_use("Write", write)], DEFAULT_REPLY]
+        (logdir / "script.json").write_text(json.dumps(replies), encoding="utf-8")
+        script = str(logdir / "script.json")
     port = _free_port()
     env = {
         "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
@@ -93,12 +106,13 @@ def run_local_mode_in_netns(
         "HOME": str(home),
         "PY": sys.executable,
         "PORT": str(port),
+        "SCRIPT": script,
         "LOGDIR": str(logdir),
         "PYTHONPATH": str(REPO),
         "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
         "ANTHROPIC_API_KEY": "chs1.netns-test-token.0123456789abcdefABCDEF",
         "ANTHROPIC_MODEL": KNOWN_MODEL,
-        "CLAUDEHUB_COURSE_DIR": str(course),
+        ("CLAUDEHUB_DRAFT_DIR" if author else "CLAUDEHUB_COURSE_DIR"): str(course),
         "CLAUDEHUB_CLAUDE_BIN": str(claude_cli),
         # the host has no refusing stub (local mode); /bin/false refuses too
         "CLAUDEHUB_SHELL_STUB": "/bin/false",
@@ -137,6 +151,18 @@ def test_local_mode_calls_only_the_key_proxy_and_shows_no_error(
     screen = term.text
     for complaint in ("⚠", "rror", "failed", "Failed", "Unable", "unable to"):
         assert complaint not in screen, screen[-3000:]
+
+
+def test_an_author_session_calls_only_the_key_proxy_too(claude_cli: Path, tmp_path: Path) -> None:
+    """The author sandbox (Write/Edit in its draft) under its own policy reaches nothing but
+    the key proxy either: its launcher copies the same switches from the author policy."""
+    packaged = REPO / "claudehub" / "server_ext" / "managed-settings-author.json"
+    term, calls, port = run_local_mode_in_netns(claude_cli, packaged, tmp_path, author=True)
+    assert calls, "the trace saw no network call at all (not even the model's answer)"
+    assert set(calls) == {("127.0.0.1", port)}, calls
+    # it was an author session: Claude's Write landed in the draft
+    lesson = tmp_path / "course" / "lesson.md"
+    assert lesson.read_text(encoding="utf-8") == "# Lesson 1\n", term.text[-2000:]
 
 
 def test_control_without_two_switches_the_cli_calls_out(claude_cli: Path, tmp_path: Path) -> None:
