@@ -317,7 +317,9 @@ async def test_thousands_of_idle_connections_are_bounded_and_reaped(
     usable = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     sockets = min(2000, (usable - 500) // 2)
     bound = sockets * 3 // 4
-    proxy = await start_proxy(fake_upstream.url, max_connections=bound, header_timeout=1.0)
+    # The header timeout must outlast opening every socket (this loop also runs the proxy):
+    # reaped early, the open connections would never reach the bound on a loaded machine.
+    proxy = await start_proxy(fake_upstream.url, max_connections=bound, header_timeout=5.0)
     loop = asyncio.get_running_loop()
     socks = []
     try:
