@@ -369,10 +369,14 @@ class Cluster:
 
     def roll(self, deployment: str, timeout: float = 120) -> RunningPod:
         """Replace a Deployment's pod by one of the current rendering, as its strategy
-        Recreate does: the old pod is gone before the new one starts. Sandbox pods' policies
-        follow the new pod's address as soon as it has one (a CNI re-evaluates selectors)."""
+        Recreate does: the old pod is gone before the new one starts. The new pod keeps the
+        old one's address: the Service's, which in a cluster never changes (its DNS name is
+        an alias of the pod here, and a client such as the Claude CLI caches what DNS said).
+        Sandbox pods' policies are loaded again once it runs (a CNI re-evaluates selectors)."""
         old = self.started.pop(deployment)
+        mac = self.pm.inspect(old.infra)["NetworkSettings"]["Networks"][self.network]["MacAddress"]
         self.runner.delete(old)
+        self.runner.addresses[deployment] = (old.ip, str(mac))
         template = self.rendering.one("Deployment", deployment)["spec"]["template"]
         manifest = {
             "metadata": {

@@ -368,6 +368,10 @@ class PodRunner:
         self.add_hosts = list(add_hosts or [])
         self.service_account = service_account
         self.network_policy = network_policy
+        #: Pod name -> the (IP, MAC) address its next pod gets on the pod network (a Service's
+        #: stable address across a replaced pod, for clients that cache what DNS answered, and
+        #: the same MAC so that no peer's ARP entry points at the pod that is gone).
+        self.addresses: dict[str, tuple[str, str]] = {}
         self._files = Path(tempfile.mkdtemp(prefix="chkubelet-"))
 
     # -- volumes -------------------------------------------------------------------------
@@ -533,6 +537,9 @@ class PodRunner:
 
         create = ["pod", "create", "--name", pod_name, "--hostname", meta["name"][:63]]
         create += ["--network", self.network]
+        if meta["name"] in self.addresses:
+            ip, mac = self.addresses[meta["name"]]
+            create += ["--ip", ip, "--mac-address", mac]
         for alias in self.aliases.get(meta["name"], []):
             create += ["--network-alias", alias]
         for port in self.publish.get(meta["name"], []):
