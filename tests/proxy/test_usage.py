@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 
 import aiohttp
 import pytest
@@ -166,6 +168,9 @@ async def test_usage_survives_a_restart_and_keeps_budgets(
         assert r.status == 200
     await first.stop(0)
     await asyncio.sleep(0)
+    # the file is in WAL mode: a budgeted request's reservation commit is no fsync storm
+    with contextlib.closing(sqlite3.connect(tmp_path / "persist.sqlite")) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     second = await start_proxy(fake_upstream.url, db_url=db, limits=Limits(daily_token_budget=20))
     assert second.limits.used_today("dave") >= 20
     async with http.post(
