@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import json
 import subprocess
 import time
@@ -415,13 +416,15 @@ def test_upgrade_keeps_sessions_progress_usage_and_audit(
             print(diagnose(pm, cluster))
         raise
     finally:
-        if public is not None:
-            public.stop()
-        if cluster is not None:
-            cluster.stop()
-        if upstream is not None:
-            upstream.stop()
-        pm.cleanup()
+        # Every step runs even if one before it fails: nothing is left behind on the machine.
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(pm.cleanup)
+            if upstream is not None:
+                cleanup.callback(upstream.stop)
+            if cluster is not None:
+                cleanup.callback(cluster.stop)
+            if public is not None:
+                cleanup.callback(public.stop)
 
 
 def page_status(page: Any) -> str:
