@@ -110,7 +110,9 @@ images: podman
 # seconds instead of minutes, and the same files its own Dockerfiles would install (packages
 # new since then are present and unused). Otherwise (or with PREVIOUS_FULL=1) the old tree is
 # built whole by its own Dockerfiles. Nothing is built when both images carry the commit's
-# label already. Why this commit: docs/operator-guide.md, "Upgrading".
+# label already. A file added since (images/sandbox/Dockerfile.author) is no input of the old
+# build, so only files it has count (--diff-filter without A). Why this commit:
+# docs/operator-guide.md, "Upgrading".
 PREVIOUS_COMMIT := b592ba698bbe47dbfd2bc7e025ee483fe8c6c4b9
 PREVIOUS_TREE := build/previous
 PREVIOUS_INPUTS := package.json package-lock.json images/hub images/sandbox jupyter-config
@@ -130,7 +132,7 @@ images-previous: images
 	if [ "$$built" != no ]; then echo "images-previous: built already from $(PREVIOUS_COMMIT)"; else \
 	  set -e; rm -rf $(PREVIOUS_TREE) .images-previous.log && mkdir -p $(PREVIOUS_TREE); \
 	  git archive $(PREVIOUS_COMMIT) | tar -x -C $(PREVIOUS_TREE); \
-	  if [ -z "$(PREVIOUS_FULL)" ] && git diff --quiet $(PREVIOUS_COMMIT) -- $(PREVIOUS_INPUTS) \
+	  if [ -z "$(PREVIOUS_FULL)" ] && git diff --quiet --diff-filter=CDMRT $(PREVIOUS_COMMIT) -- $(PREVIOUS_INPUTS) \
 	    && ! git show $(PREVIOUS_COMMIT):images/constraints.txt | grep -vxFf images/constraints.txt; then \
 	    echo "images-previous: today's images with the code of $(PREVIOUS_COMMIT)"; \
 	    for i in sandbox hub; do \
