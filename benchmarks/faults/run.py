@@ -30,7 +30,16 @@ from tests.containers import faults
 from tests.containers.test_kubernetes_mode import open_claude
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS
 
-DRILLS = ("hub", "chp", "keyproxy-one", "keyproxy-both", "postgres", "progress", "dns")
+DRILLS = (
+    "hub",
+    "chp",
+    "hub-and-chp",
+    "keyproxy-one",
+    "keyproxy-both",
+    "postgres",
+    "progress",
+    "dns",
+)
 
 
 def run_drill(name: str, stack: faults.Stack, page: Any, tag: str) -> dict[str, Any]:
@@ -38,6 +47,8 @@ def run_drill(name: str, stack: faults.Stack, page: Any, tag: str) -> dict[str, 
         return faults.drill_hub(stack, page, tag)
     if name == "chp":
         return faults.drill_chp(stack, page, tag)
+    if name == "hub-and-chp":
+        return faults.drill_hub_and_chp(stack, page, tag)
     if name == "keyproxy-one":
         return faults.drill_keyproxy(stack, page, tag, both=False)
     if name == "keyproxy-both":

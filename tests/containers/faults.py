@@ -487,6 +487,43 @@ def drill_chp(stack: Stack, page: Any, tag: str) -> dict[str, Any]:
     }
 
 
+def drill_hub_and_chp(stack: Stack, page: Any, tag: str) -> dict[str, Any]:
+    """The hub and CHP die together and stay down past the page's quick retries (an upgrade
+    rolls both): the page keeps trying instead of reloading onto the browser's error page,
+    and is back on the same Claude once both are (reloaded only once its address answers)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    watch_status(page)
+    attempts: list[str] = []
+    page.on("websocket", lambda ws: attempts.append(ws.url))
+    ask_streaming(stack, page, tag)
+    t0 = kill(stack, "claudehub-proxy")
+    kill(stack, "claudehub-hub")
+    # three quick retries (1 + 2 + 4 s), after which the page used to reload; it asks whether
+    # its address answers instead, and goes on trying
+    wait(lambda: (page.wait_for_timeout(200), len(attempts))[1] >= 5, PATIENCE, "5 attempts")
+    r0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(stack.cluster.restart, ["claudehub-hub", "claudehub-proxy"]))
+
+    def connected() -> bool:
+        try:
+            return status(page) == "connected"
+        except PlaywrightError:  # the page reloading onto its answering address
+            return False
+
+    wait(connected, PATIENCE * 2, "the page to be connected again")
+    now = time.monotonic()
+    wait_for_terminal(page, last_line(tag), PATIENCE * 1000)
+    wait(lambda: hub_sees_server(stack), PATIENCE, "the restarted hub to see the sandbox")
+    return {
+        "seen": "'disconnected, reconnecting…' until both are back, then the same Claude",
+        "back_s": now - t0,
+        "restart_s": now - r0,
+        "lost": "nothing",
+    }
+
+
 def drill_keyproxy(
     stack: Stack, page: Any, tag: str, *, both: bool, charged: bool = True
 ) -> dict[str, Any]:

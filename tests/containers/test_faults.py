@@ -73,6 +73,12 @@ def test_chp_killed_mid_answer_the_page_reconnects_to_the_same_claude(
     faults.ask_quickly(stack, learner, "Proxy-after")
 
 
+def test_hub_and_chp_killed_together_the_page_waits_for_them_without_a_reload(
+    stack: Stack, learner: Any
+) -> None:
+    report(faults.drill_hub_and_chp(stack, learner, "Rollout"))
+
+
 def test_one_of_two_key_proxies_killed_mid_answer_loses_no_usage(
     stack: Stack, learner: Any
 ) -> None:

@@ -215,11 +215,26 @@
   function retryLater() {
     if (retries > 3) {
       // refused again and again: the login expired or the server is gone; the page itself
-      // then leads to the hub (login, or its "server not running" page)
-      location.reload();
+      // then leads to the hub (login, or its "server not running" page). Unless the page's
+      // own address answers nothing yet (CHP or the hub restarting, as during an upgrade: a
+      // network error or a 5xx): a reload would then land on an error page that never comes
+      // back by itself, so the page keeps trying every few seconds instead.
+      answers().then(function (yes) {
+        if (ended) return;
+        if (yes) location.reload();
+        else setTimeout(connect, 5000);
+      });
       return;
     }
     setTimeout(connect, Math.min(1000 * Math.pow(2, retries - 1), 15000));
+  }
+
+  // Whether this page's address answers with anything but a server error.
+  function answers() {
+    return fetch(location.href, { credentials: "same-origin", cache: "no-store" }).then(
+      function (resp) { return resp.status < 500; },
+      function () { return false; }
+    );
   }
 
   // Whether this page's server is gone: its own URL then answers through the hub, which says
