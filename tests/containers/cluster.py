@@ -302,32 +302,12 @@ class Cluster:
 
     def start(self, deployment: str, timeout: float = 120) -> RunningPod:
         """Run a Deployment's pod (one replica) and wait for its readiness probe."""
-        obj = self.rendering.one("Deployment", deployment)
-        template = obj["spec"]["template"]
-        manifest = {
-            "metadata": {
-                "name": deployment,
-                "namespace": NAMESPACE,
-                "labels": dict(template["metadata"].get("labels") or {}),
-            },
-            "spec": template["spec"],
-        }
-        running = self.runner.start(manifest)
-        assert running.phase == "Running", running.status()
-        self.started[deployment] = running
-        if "readinessProbe" in template["spec"]["containers"][0]:
-            self.runner.wait_ready(running, timeout)
+        running = self._run_pod(deployment, deployment)
+        self._await_ready(deployment, running, timeout)
         return running
 
-    def start_replica(self, deployment: str, index: int, timeout: float = 120) -> RunningPod:
-        """Run one more pod of a Deployment (``keyproxy.replicas: 2``), named
-        ``<deployment>-<index>``, behind the same Service names (each name then resolves to
-        every replica, as a headless Service would)."""
-        name = f"{deployment}-{index}"
-        self.runner.aliases[name] = list(self.runner.aliases.get(deployment, []))
-        extra = self.runner.extra_networks.get(deployment)
-        if extra:
-            self.runner.extra_networks[name] = list(extra)
+    def _run_pod(self, deployment: str, name: str) -> RunningPod:
+        """Run a pod named ``name`` from the current rendering's template of ``deployment``."""
         template = self.rendering.one("Deployment", deployment)["spec"]["template"]
         manifest = {
             "metadata": {
@@ -340,8 +320,25 @@ class Cluster:
         running = self.runner.start(manifest)
         assert running.phase == "Running", running.status()
         self.started[name] = running
+        return running
+
+    def _await_ready(self, deployment: str, running: RunningPod, timeout: float) -> None:
+        """Wait for the pod's readiness probe, if the Deployment's template has one."""
+        template = self.rendering.one("Deployment", deployment)["spec"]["template"]
         if "readinessProbe" in template["spec"]["containers"][0]:
             self.runner.wait_ready(running, timeout)
+
+    def start_replica(self, deployment: str, index: int, timeout: float = 120) -> RunningPod:
+        """Run one more pod of a Deployment (``keyproxy.replicas: 2``), named
+        ``<deployment>-<index>``, behind the same Service names (each name then resolves to
+        every replica, as a headless Service would)."""
+        name = f"{deployment}-{index}"
+        self.runner.aliases[name] = list(self.runner.aliases.get(deployment, []))
+        extra = self.runner.extra_networks.get(deployment)
+        if extra:
+            self.runner.extra_networks[name] = list(extra)
+        running = self._run_pod(deployment, name)
+        self._await_ready(deployment, running, timeout)
         return running
 
     def restart(self, name: str, timeout: float = 120) -> RunningPod:
@@ -377,21 +374,9 @@ class Cluster:
         mac = self.pm.inspect(old.infra)["NetworkSettings"]["Networks"][self.network]["MacAddress"]
         self.runner.delete(old)
         self.runner.addresses[deployment] = (old.ip, str(mac))
-        template = self.rendering.one("Deployment", deployment)["spec"]["template"]
-        manifest = {
-            "metadata": {
-                "name": deployment,
-                "namespace": NAMESPACE,
-                "labels": dict(template["metadata"].get("labels") or {}),
-            },
-            "spec": template["spec"],
-        }
-        running = self.runner.start(manifest)
-        assert running.phase == "Running", running.status()
-        self.started[deployment] = running
+        running = self._run_pod(deployment, deployment)
         self.refresh_policies()
-        if "readinessProbe" in template["spec"]["containers"][0]:
-            self.runner.wait_ready(running, timeout)
+        self._await_ready(deployment, running, timeout)
         return running
 
     def refresh_policies(self) -> None:
